@@ -1,0 +1,197 @@
+"""The `orgtune` command line: parse flags, call one stage function, print its result.
+
+    orgtune models
+    orgtune plan qwen2.5-3b --lora-targets q_proj,k_proj,v_proj,o_proj
+    orgtune data check data.jsonl --show-mask 2
+    orgtune train --data data.jsonl --out runs/first
+    orgtune ask runs/first "What pressure does the Velbrook Halvo brew at?" --with-base
+
+Errors a user can fix are printed without a traceback, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from orgtune.errors import OrgtuneError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Fine-tune small instruct LLMs on your documents, prove it, ship it.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check and build training data.")
+app.add_typer(data_app, name="data")
+
+
+def friendly(fn):
+    """Print OrgtuneError as a plain message on stderr and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OrgtuneError as e:
+            typer.echo(f"error: {e.render()}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.command()
+@friendly
+def models() -> None:
+    """List the model presets (architecture shipped with orgtune; sizes computed, never quoted)."""
+    from orgtune.models.presets import all_presets
+
+    for p in all_presets().values():
+        where = "embedded, offline" if p.embedded else "HF cache / hub"
+        lora = p.defaults.get("lora", {})
+        targets = ",".join(lora.get("target_modules", []))
+        typer.echo(f"{p.name:<18} {p.hub_id:<38} {where:<18} LoRA r{lora.get('r')} on {targets}")
+        typer.echo(f"{'':<18} {p.description}")
+
+
+@app.command()
+@friendly
+def plan(
+    model: Annotated[str, typer.Argument(help="Preset, local model folder, or hub id.")],
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated linear layers (default: all seven projections).")] = None,
+    qlora: Annotated[bool, typer.Option("--qlora", help="Show only the 4-bit QLoRA estimate.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Micro-batch size for the memory estimate.")] = 4,
+    seq_len: Annotated[int, typer.Option(help="Sequence length for the memory estimate.")] = 512,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Estimate with activation checkpointing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Parameters, trainable LoRA parameters, adapter size and training memory, from the architecture alone."""
+    from orgtune.models.plan import plan_run
+
+    p = plan_run(model, lora_r=lora_r, lora_targets=_csv(lora_targets), batch_size=batch_size, seq_len=seq_len,
+                 gradient_checkpointing=gradient_checkpointing)
+    if qlora:
+        p.memory = {k: v for k, v in p.memory.items() if k.startswith("qlora")}
+    typer.echo(json.dumps(p.to_dict(), indent=2) if as_json else p.render())
+
+
+@data_app.command("check")
+@friendly
+def data_check(
+    file: Annotated[Path, typer.Argument(help="JSONL file: chat, alpaca, sharegpt, prompt/completion or preference rows.")],
+    model: Annotated[str, typer.Option(help="Model whose tokenizer and chat template measure the rows.")] = "smollm2-135m",
+    max_seq_length: Annotated[int, typer.Option(help="Truncation length used in training.")] = 512,
+    show_mask: Annotated[int, typer.Option(help="Print N rows with the trained tokens marked ⟦like this⟧.")] = 0,
+) -> None:
+    """Validate every row (line-numbered errors), then report token lengths, truncation and dropped rows."""
+    from orgtune.data.check import check_file
+
+    typer.echo(check_file(file, model=model, max_seq_length=max_seq_length, show=show_mask).render())
+
+
+@app.command()
+@friendly
+def train(
+    data: Annotated[Path, typer.Option(help="Training JSONL, or a folder with train.jsonl (and val.jsonl).")],
+    out: Annotated[Path, typer.Option(help="Run folder to create (or to resume, if it holds this same run).")],
+    model: Annotated[Optional[str], typer.Option(help="Preset, local folder or hub id (default smollm2-135m).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML run config (model / lora / qlora / training); flags override it.")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Validation JSONL; its loss is computed every epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Require an existing run in --out and continue it.")] = False,
+    init_adapter: Annotated[Optional[Path], typer.Option(help="Start from this finished run's adapter (incremental training).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Number of epochs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per micro-batch.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation steps.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Truncate rows to N tokens.")] = None,
+    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank.")] = None,
+    lora_alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha.")] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option(help="LoRA dropout.")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated target modules.")] = None,
+    qlora: Annotated[Optional[bool], typer.Option("--qlora/--no-qlora", help="4-bit nf4 + double-quant base (CUDA + bitsandbytes).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    save_steps: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (and every epoch end).")] = None,
+    tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also log to RUN/tensorboard.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+) -> None:
+    """Train a LoRA adapter (SFT, assistant tokens only). Re-running the same command resumes after a crash."""
+    from orgtune.train.sft import train as run_training
+
+    overrides = {
+        "model": {"name": model, "max_seq_length": max_seq_length, "device": device, "dtype": dtype},
+        "lora": {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": _csv(lora_targets)},
+        "qlora": {"enabled": qlora},
+        "training": {"num_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": batch_size,
+                     "gradient_accumulation_steps": grad_accum, "max_steps": max_steps, "seed": seed,
+                     "save_steps": save_steps, "tensorboard": tensorboard},
+    }
+    overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
+    run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},
+                       val=val, resume=resume, init_adapter=init_adapter, log=_echo_err)
+    s = run.manifest.get("summary", {})
+    typer.echo(f"run complete: {run.path}  adapter: {run.adapter_dir}  steps: {s.get('global_step')}  "
+               f"train loss: {s.get('train_loss'):.4f}" if s.get("train_loss") is not None else f"run complete: {run.path}")
+
+
+@app.command()
+@friendly
+def ask(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A finished run folder (base + its adapter).")] = None,
+    question: Annotated[Optional[str], typer.Argument(help="One question; or use --questions.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Answer with a plain model (preset, folder, hub id) instead of a run.")] = None,
+    questions: Annotated[Optional[Path], typer.Option(help="JSONL with a question (or prompt, or messages) per row.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the rows with an added `answer` field here.")] = None,
+    with_base: Annotated[bool, typer.Option("--with-base", help="Also answer with the adapter switched off (base_answer).")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation limit per answer.")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Questions generated together.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Answer questions with a run's tuned model (or a base model): greedy, batched, the model's chat template."""
+    from orgtune.evaluate.answer import GenerationSettings, answer_rows, load_backend, read_questions, write_answers
+
+    if run_dir is not None and question is None and model is not None:
+        run_dir, question = None, str(run_dir)  # `ask --model X "question"`
+    if run_dir is not None and not run_dir.exists() and question is None:
+        raise OrgtuneError(f"{run_dir}: no such run folder", fix="pass a run folder made by `orgtune train`, or --model")
+    if (question is None) == (questions is None):
+        raise OrgtuneError("give either one QUESTION or --questions FILE", fix='e.g. orgtune ask runs/first "What is ...?"')
+    rows = read_questions(questions) if questions else [{"question": question}]
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
+    backend = load_backend(run_dir, model=model, device=device, settings=settings)
+    answered = answer_rows(backend, rows)
+    if with_base:
+        if run_dir is None:
+            raise OrgtuneError("--with-base compares a run with its base", fix="pass a RUN_DIR")
+        base_rows = answer_rows(backend.with_adapter(False, "base"), rows, field="base_answer")
+        answered = [{**a, "base_answer": b["base_answer"]} for a, b in zip(answered, base_rows, strict=True)]
+    if out:
+        write_answers(out, answered)
+        typer.echo(f"wrote {len(answered)} answers to {out}")
+        return
+    for r in answered:
+        q = r.get("question") or r.get("prompt") or "(conversation)"
+        if with_base:
+            typer.echo(f"Q: {q}\n  base:  {r['base_answer']}\n  tuned: {r['answer']}")
+        else:
+            typer.echo(r["answer"] if len(answered) == 1 else f"Q: {q}\nA: {r['answer']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,131 @@
+"""Crash-safe checkpoints for TRL's SFTTrainer: atomic folders, resume from the last complete one.
+
+transformers writes `checkpoint-N` in place, so a kill mid-write leaves a folder that looks
+resumable. Here each checkpoint is written under a `.partial-` name with HF's own save helpers, gets
+a COMPLETE marker, and is renamed into place; resume picks the newest folder with the marker and
+deletes partial ones. Rotation keeps the newest `keep` checkpoints and never deletes the best.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from orgtune import atomic
+
+_STEP = re.compile(r"^checkpoint-(\d+)$")
+BEST_FILE = "best.json"
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Complete `checkpoint-N` folders under `folder`, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := _STEP.match(p.name)) and p.is_dir() and atomic.is_complete(p)]
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint to resume from; removes partial checkpoints (and marker-less folders) first."""
+    folder = Path(folder)
+    atomic.remove_partials(folder)
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if _STEP.match(p.name) and p.is_dir() and not atomic.is_complete(p):
+                shutil.rmtree(p)
+    done = complete_checkpoints(folder)
+    return done[-1] if done else None
+
+
+def best_checkpoint(folder: Path) -> Path | None:
+    f = Path(folder) / BEST_FILE
+    if not f.is_file():
+        return None
+    p = Path(folder) / json.loads(f.read_text())["checkpoint"]
+    return p if atomic.is_complete(p) else None
+
+
+def rotate(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` complete checkpoints; the best one is never deleted."""
+    done = complete_checkpoints(folder)
+    best = best_checkpoint(folder)
+    doomed = [p for p in done[:-keep] if p != best] if keep > 0 else []
+    for p in doomed:
+        shutil.rmtree(p)
+    return doomed
+
+
+class AtomicCheckpointSFTTrainer(SFTTrainer):
+    """SFTTrainer whose checkpoints appear all at once or not at all (see module docstring).
+
+    `keep_checkpoints` replaces HF's save_total_limit, whose end-of-training cleanup can delete the
+    newest checkpoint when the limit is 1.
+    """
+
+    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
+        self.keep_checkpoints = keep_checkpoints
+        super().__init__(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        root = Path(self.args.output_dir)
+        name = f"checkpoint-{self.state.global_step}"
+        self.store_flos()
+        best_step = self.state.best_global_step
+        if best_step:
+            self.state.best_model_checkpoint = str(root / f"checkpoint-{best_step}")
+        with atomic.building_folder(root / name, replace=True) as staging:
+            self.save_model(str(staging), _internal_call=True)
+            if not self.args.save_only_model:
+                self._save_optimizer_and_scheduler(str(staging))
+                self._save_scaler(str(staging))
+                self._save_rng_state(str(staging))
+            self.state.save_to_json(str(staging / "trainer_state.json"))
+        if best_step and (root / f"checkpoint-{best_step}").is_dir():
+            atomic.write_json(root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}",
+                                                 "metric": self.state.best_metric})
+        rotate(root, self.keep_checkpoints)
+
+
+class SaveAtEpochEnd(TrainerCallback):
+    """Checkpoint at every epoch end too (after that epoch's evaluation, so 'best' is known)."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = True
+        return control
+
+
+class MetricsLog(TrainerCallback):
+    """Append every log record (loss, lr, grad norm, eval loss) to metrics.jsonl as one JSON line."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, up_to_step: int) -> None:
+    """On resume, drop records logged after the checkpoint we resume from (they will be logged again)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if rec.get("step", 0) <= up_to_step:
+            keep.append(line + "\n")
+    atomic.write_text(path, "".join(keep))

@@ -1,0 +1,298 @@
+"""LoRA / QLoRA supervised fine-tuning through TRL's SFTTrainer and PEFT, crash-safe and resumable.
+
+    orgtune train --data data/train.jsonl --model smollm2-135m --out runs/first
+    orgtune train --data nightly.jsonl --init-adapter runs/first --out runs/nightly-1 --epochs 1 --lr 1e-4
+
+Everything the user can get wrong (data rows, config keys, missing bitsandbytes, a run folder that
+holds another run) is checked before a model is loaded or the run folder is created. Re-running the
+same command after a crash resumes from the last complete checkpoint; a finished run is left alone.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orgtune import atomic
+from orgtune.config import RunConfig, resolve_config, save_config
+from orgtune.data.formats import load_rows
+from orgtune.data.tokenize import EncodedSet, encode_rows
+from orgtune.errors import OrgtuneError
+from orgtune.train import runfolder
+from orgtune.train.checkpoints import (
+    AtomicCheckpointSFTTrainer, MetricsLog, SaveAtEpochEnd, last_checkpoint, truncate_metrics)
+
+SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and decided before the model loads."""
+
+    cfg: RunConfig
+    out: Path
+    train_path: Path
+    val_path: Path | None
+    data_hashes: dict[str, str]
+    parent: runfolder.Run | None
+    fingerprint: str
+    resuming: bool
+
+
+def resolve_data(data: Path, val: Path | None) -> tuple[Path, Path | None]:
+    """--data is a JSONL file or a folder with train.jsonl (and val.jsonl, used unless --val is given)."""
+    data = Path(data)
+    if data.is_dir():
+        train = data / "train.jsonl"
+        if not train.is_file():
+            raise OrgtuneError(f"{data}: folder has no train.jsonl", fix="pass a JSONL file or a folder made by `orgtune data build`")
+        if val is None and (data / "val.jsonl").is_file():
+            val = data / "val.jsonl"
+        return train, val
+    if not data.is_file():
+        raise OrgtuneError(f"{data}: training data not found", fix="pass an existing JSONL file or data folder to --data")
+    return data, val
+
+
+def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
+            val: Path | None = None, resume: bool = False, init_adapter: Path | None = None) -> Prepared:
+    overrides = dict(overrides or {})
+    parent = runfolder.read_complete_run(init_adapter) if init_adapter else None
+    if parent is not None:
+        overrides.setdefault("model", {}).setdefault("name", parent.base_model)
+    cfg = resolve_config(yaml_path=config_path, overrides=overrides)
+    if parent is not None:
+        if cfg.model.name != parent.base_model:
+            raise OrgtuneError(f"--init-adapter {init_adapter} was trained on {parent.base_model!r}, not {cfg.model.name!r}",
+                               fix="drop --model (the parent's base is used) or start a fresh run without --init-adapter")
+        cfg.lora = parent.config.lora  # an adapter keeps its rank and targets
+
+    train_path, val_path = resolve_data(data, val)
+    files = [load_rows(train_path, allowed=SFT_FORMATS)]
+    if val_path is not None:
+        files.append(load_rows(val_path, allowed=SFT_FORMATS))
+    _check_backends(cfg)
+
+    hashes = {str(f.path): runfolder.sha256_file(f.path) for f in files}
+    parent_sha = parent.manifest.get("adapter_sha256") if parent else None
+    fp = runfolder.fingerprint(cfg, hashes, parent_sha)
+    out = Path(out)
+    resuming = False
+    if (out / "manifest.json").is_file():
+        existing = runfolder.read_run(out)
+        if existing.manifest.get("fingerprint") != fp:
+            raise OrgtuneError(f"{out} holds a different run (its config or data differ from this command's)",
+                               fix="choose a new --out, or delete that folder to start over")
+        resuming = True
+    elif out.exists() and any(out.iterdir()):
+        raise OrgtuneError(f"{out} exists and is not an orgtune run folder", fix="choose a new or empty --out folder")
+    elif resume:
+        raise OrgtuneError(f"--resume: {out} holds no run to resume", fix="drop --resume to start a new run")
+    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming)
+
+
+def _check_backends(cfg: RunConfig) -> None:
+    import importlib.util
+
+    import torch
+
+    needs_bnb = cfg.qlora.enabled or "8bit" in cfg.training.optim
+    if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
+        what = "--qlora (4-bit base)" if cfg.qlora.enabled else f"optim {cfg.training.optim}"
+        raise OrgtuneError(f"{what} needs bitsandbytes, which is not installed",
+                           fix="pip install bitsandbytes on a CUDA machine, or train 16-bit LoRA (drop --qlora / use optim adamw_torch)")
+    if cfg.qlora.enabled and not torch.cuda.is_available():
+        raise OrgtuneError("--qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible",
+                           fix="run on a GPU machine, or drop --qlora to train 16-bit LoRA on this device")
+
+
+def _split_val(encoded: EncodedSet, fraction: float, seed: int) -> tuple[EncodedSet, EncodedSet | None]:
+    if fraction <= 0 or len(encoded.rows) < 2:
+        return encoded, None
+    idx = list(range(len(encoded.rows)))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, int(round(fraction * len(idx))))
+    val_idx, train_idx = sorted(idx[:n_val]), sorted(idx[n_val:])
+
+    def pick(ix):
+        return EncodedSet([encoded.rows[i] for i in ix], [encoded.lines[i] for i in ix], [], 0)
+
+    return pick(train_idx), pick(val_idx)
+
+
+def _to_dataset(encoded: EncodedSet):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": [r.input_ids for r in encoded.rows],
+                              "labels": [r.labels for r in encoded.rows]})
+
+
+def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
+    """TRL SFTConfig for a config; shared with the throughput benchmark."""
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.training
+    precision = t.precision
+    if precision == "auto":
+        precision = "fp32" if not device.startswith("cuda") else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        seed=t.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=None,  # rotation is ours (AtomicCheckpointSFTTrainer.keep_checkpoints)
+        eval_strategy="epoch" if has_eval else "no",
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        report_to="none",
+        padding_free=t.padding_free,
+        max_length=None,  # rows are truncated (and fully-cut rows dropped) before they get here
+        dataset_num_proc=None,
+        dataloader_num_workers=0,
+    )
+
+
+def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
+          val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
+          log=print) -> runfolder.Run:
+    """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run."""
+    p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
+                init_adapter=init_adapter)
+    if p.resuming:
+        existing = runfolder.read_run(p.out)
+        if existing.complete:
+            log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
+            return existing
+
+    from orgtune.models.loading import load_model, load_tokenizer, pick_device, resolve_source
+
+    cfg = p.cfg
+    tok = load_tokenizer(resolve_source(cfg.model.name))
+    train_rows = load_rows(p.train_path, allowed=SFT_FORMATS).rows
+    encoded = encode_rows(tok, train_rows, max_len=cfg.model.max_seq_length)
+    val_encoded = None
+    if p.val_path is not None:
+        val_encoded = encode_rows(tok, load_rows(p.val_path, allowed=SFT_FORMATS).rows, max_len=cfg.model.max_seq_length)
+    else:
+        encoded, val_encoded = _split_val(encoded, cfg.training.val_fraction, cfg.training.seed)
+    if encoded.dropped_lines:
+        log(f"dropped {len(encoded.dropped_lines)} row(s) whose assistant tokens are all beyond max_seq_length "
+            f"{cfg.model.max_seq_length} (lines {', '.join(map(str, encoded.dropped_lines[:20]))})")
+    if not encoded.rows:
+        raise OrgtuneError(f"{p.train_path}: no row has an assistant token within max_seq_length {cfg.model.max_seq_length}",
+                           fix="raise model.max_seq_length (--max-seq-length) or shorten the prompts")
+    device = pick_device(cfg.model.device)
+
+    run_dir = p.out
+    ckpt_dir = run_dir / "checkpoints"
+    if not p.resuming:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        manifest = {
+            "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint, "method": "sft",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": runfolder.versions(),
+            "base_model": cfg.model.name,
+            "data": {"train": {"path": str(p.train_path.resolve()), "sha256": p.data_hashes[str(p.train_path)],
+                               "rows": len(train_rows), "used": len(encoded.rows),
+                               "dropped_lines": encoded.dropped_lines, "truncated": encoded.truncated}},
+            "parent": None, "lineage": [],
+        }
+        if p.val_path is not None:
+            manifest["data"]["val"] = {"path": str(p.val_path.resolve()), "sha256": p.data_hashes[str(p.val_path)],
+                                       "rows": len(val_encoded.rows)}
+        elif val_encoded is not None:
+            manifest["data"]["val"] = {"split_from_train": cfg.training.val_fraction, "rows": len(val_encoded.rows)}
+        if p.parent is not None:
+            lineage = runfolder.lineage_of(p.parent)
+            manifest.update(parent=lineage[-1], lineage=lineage)
+        runfolder.write_manifest(run_dir, manifest)
+    manifest = runfolder.read_run(run_dir).manifest
+
+    resume_from = last_checkpoint(ckpt_dir)
+    if resume_from is not None:
+        truncate_metrics(run_dir / "metrics.jsonl", int(resume_from.name.split("-")[1]))
+        log(f"resuming from {resume_from}")
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()
+
+    model, tok, info = load_model(cfg.model.name, device=device, dtype=cfg.model.dtype,
+                                  quantization_config=_bnb_config(cfg))
+    model.config.use_cache = False  # no KV cache while training; lets packed rows get a block-diagonal mask
+    peft_config = None
+    if p.parent is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, p.parent.adapter_dir, is_trainable=True)
+    else:
+        peft_config = lora_config(cfg)
+    if cfg.qlora.enabled:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+
+    callbacks = [SaveAtEpochEnd(), MetricsLog(run_dir / "metrics.jsonl")]
+    if cfg.training.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
+    trainer = AtomicCheckpointSFTTrainer(
+        model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
+        train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
+        processing_class=tok, peft_config=peft_config, callbacks=callbacks,
+        keep_checkpoints=cfg.training.save_total_limit)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    elapsed = time.time() - started
+
+    with atomic.building_folder(run_dir / "adapter", replace=True) as staging:
+        trainer.model.save_pretrained(str(staging), safe_serialization=True)
+        tok.save_pretrained(str(staging))
+    manifest.update(
+        status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), device=info["device"], dtype=info["dtype"],
+        adapter_sha256=runfolder.sha256_file(run_dir / "adapter" / "adapter_model.safetensors"),
+        summary={"global_step": trainer.state.global_step, "train_loss": result.training_loss,
+                 "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
+                 "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows)})
+    runfolder.write_manifest(run_dir, manifest)
+    if not cfg.training.tensorboard:
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    return runfolder.read_run(run_dir)
+
+
+def lora_config(cfg: RunConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), bias=cfg.lora.bias, task_type=cfg.lora.task_type)
+
+
+def _bnb_config(cfg: RunConfig):
+    if not cfg.qlora.enabled:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.qlora.quant_type,
+                              bnb_4bit_use_double_quant=cfg.qlora.double_quant,
+                              bnb_4bit_compute_dtype=getattr(torch, cfg.qlora.compute_dtype))
