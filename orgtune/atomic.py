@@ -48,8 +48,8 @@ def is_complete(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def building_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
-    """Yield a staging folder; on success mark it complete and rename it to `final`.
+def building_folder(final: Path, *, replace: bool = False, marker: bool = True) -> Iterator[Path]:
+    """Yield a staging folder; on success mark it complete (unless `marker` is False) and rename it to `final`.
 
     On any exception the staging folder is removed and `final` is untouched. With `replace`, an
     existing `final` is swapped out only after the new folder is complete.
@@ -60,7 +60,8 @@ def building_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{final.name}-", dir=final.parent))
     try:
         yield staging
-        (staging / COMPLETE_MARKER).write_text("ok\n")
+        if marker:
+            (staging / COMPLETE_MARKER).write_text("ok\n")
         _fsync_dir(staging)
         if final.exists():
             if not replace:

@@ -107,6 +107,7 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="Preset, local folder or hub id (default smollm2-135m).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML run config (model / lora / qlora / training); flags override it.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation JSONL; its loss is computed every epoch.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Without a validation file, hold out this share of --data.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Require an existing run in --out and continue it.")] = False,
     init_adapter: Annotated[Optional[Path], typer.Option(help="Start from this finished run's adapter (incremental training).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Number of epochs.")] = None,
@@ -135,7 +136,7 @@ def train(
         "qlora": {"enabled": qlora},
         "training": {"num_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": batch_size,
                      "gradient_accumulation_steps": grad_accum, "max_steps": max_steps, "seed": seed,
-                     "save_steps": save_steps, "tensorboard": tensorboard},
+                     "save_steps": save_steps, "tensorboard": tensorboard, "val_fraction": val_fraction},
     }
     overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
     run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},
@@ -187,9 +188,20 @@ def ask(
             typer.echo(f"Q: {q}\n  base:  {r['base_answer']}\n  tuned: {r['answer']}")
         else:
             typer.echo(r["answer"] if len(answered) == 1 else f"Q: {q}\nA: {r['answer']}")
+    expected = [r for r in answered if isinstance(r.get("expected"), str)]
+    if expected:
+        def hits(key: str) -> int:
+            return sum(r["expected"].lower() in r[key].lower() for r in expected)
+
+        line = f"answers containing the expected value: tuned {hits('answer')}/{len(expected)}"
+        typer.echo(line + (f", base {hits('base_answer')}/{len(expected)}" if with_base else ""))
 
 
 def main() -> None:
+    import warnings
+
+    # transformers 5 renames gradient_checkpointing; TRL still sets the old name. Not the user's concern.
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*", category=FutureWarning)
     try:
         app()
     except KeyboardInterrupt:

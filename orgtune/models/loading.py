@@ -44,7 +44,7 @@ def resolve_source(spec: str) -> ModelSource:
                                fix="pass a folder saved by save_pretrained, a preset (`orgtune models`), or a hub id")
         return ModelSource(spec, local.resolve(), "folder", preset.name if preset else None)
     hub_id = preset.hub_id if preset else spec
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+    if preset is None and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise OrgtuneError(f"model {spec!r} is neither a preset, an existing folder, nor a hub id (owner/name)",
                            fix=f"use one of the presets ({', '.join(all_presets())}) or a valid path")
     return ModelSource(spec, _from_hub_cache(hub_id), "hub", preset.name if preset else None)

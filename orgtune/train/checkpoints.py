@@ -94,10 +94,16 @@ class AtomicCheckpointSFTTrainer(SFTTrainer):
 
 
 class SaveAtEpochEnd(TrainerCallback):
-    """Checkpoint at every epoch end too (after that epoch's evaluation, so 'best' is known)."""
+    """Checkpoint at every epoch end (after that epoch's evaluation, so 'best' is known) and at the last
+    step, so a crash while the final adapter is written never costs a re-train."""
 
     def on_epoch_end(self, args, state, control, **kwargs):
         control.should_save = True
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True
         return control
 
 

@@ -206,8 +206,6 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     run_dir = p.out
     ckpt_dir = run_dir / "checkpoints"
     if not p.resuming:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
         manifest = {
             "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint, "method": "sft",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": runfolder.versions(),
@@ -225,8 +223,12 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
         if p.parent is not None:
             lineage = runfolder.lineage_of(p.parent)
             manifest.update(parent=lineage[-1], lineage=lineage)
-        runfolder.write_manifest(run_dir, manifest)
+        # The folder appears with its config and manifest, or not at all.
+        with atomic.building_folder(run_dir, replace=run_dir.exists(), marker=False) as staging:
+            save_config(cfg, staging / "config.yaml")
+            runfolder.write_manifest(staging, manifest)
     manifest = runfolder.read_run(run_dir).manifest
+    atomic.remove_partials(run_dir)  # e.g. an adapter folder cut short by a crash
 
     resume_from = last_checkpoint(ckpt_dir)
     if resume_from is not None:

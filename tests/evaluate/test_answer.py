@@ -1,0 +1,44 @@
+"""`orgtune ask`: the embedded model answers, batched = one by one, rows keep their fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from orgtune.cli import app
+from orgtune.evaluate.answer import GenerationSettings, answer_rows, load_backend
+
+pytestmark = pytest.mark.slow
+
+
+def test_ask_one_question_with_a_preset():
+    r = CliRunner().invoke(app, ["ask", "--model", "smollm2-135m", "What is the capital of France?",
+                                 "--max-new-tokens", "16"])
+    assert r.exit_code == 0, r.output
+    assert "Paris" in r.output
+
+
+def test_questions_file_keeps_fields_and_batching_is_exact(tmp_path):
+    q = tmp_path / "q.jsonl"
+    rows = [{"id": 1, "question": "What is the capital of France?"},
+            {"id": 2, "messages": [{"role": "user", "content": "Name a primary color."}]},
+            {"id": 3, "prompt": "What is 2 plus 2?", "expected": "4"}]
+    q.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "a.jsonl"
+    r = CliRunner().invoke(app, ["ask", "--model", "smollm2-135m", "--questions", str(q), "--out", str(out),
+                                 "--max-new-tokens", "24"])
+    assert r.exit_code == 0, r.output
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [g["id"] for g in got] == [1, 2, 3] and got[2]["expected"] == "4"
+    assert all(g["answer"] for g in got) and "Paris" in got[0]["answer"]
+    one_by_one = load_backend(model="smollm2-135m", settings=GenerationSettings(max_new_tokens=24, batch_size=1))
+    assert [a["answer"] for a in answer_rows(one_by_one, rows)] == [g["answer"] for g in got]
+
+
+def test_bad_questions_file(tmp_path):
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"question": "ok"}\n{"nothing": 1}\n')
+    r = CliRunner().invoke(app, ["ask", "--model", "smollm2-135m", "--questions", str(q)])
+    assert r.exit_code == 1 and f"{q}:2" in r.output
