@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/train_throughput.py --data my.jsonl --batch-size 8 --repeats 2
 
 Both arms train the same tokenized rows (assistant-only labels) in the same order with the same LoRA
-config and seed, each in its own fresh process (so peak memory is its own). Printed per arm: trained
+config, seed, precision and optimizer, each in its own fresh process (so peak memory is its own); the
+only difference is how a batch is laid out (padded rows vs rows concatenated without padding). Printed per arm: trained
 (non-pad) tokens per second, wall time of `trainer.train()`, peak resident memory, and the loss per
 trained token; then the speed ratio and the largest per-step loss difference between the arms.
 """
@@ -33,11 +34,12 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     from orgtune.data.formats import load_rows
     from orgtune.data.tokenize import encode_rows
     from orgtune.models.loading import load_model
-    from orgtune.train.checkpoints import AtomicCheckpointSFTTrainer
     from orgtune.train.sft import lora_config, sft_args
+    from orgtune.train.trainer import OrgtuneSFTTrainer
 
     torch.set_num_threads(a.threads or torch.get_num_threads())
     cfg = resolve_config(overrides={"model": {"name": a.model, "max_seq_length": a.max_seq_length},
+                                    "lora": {"dropout": a.lora_dropout},
                                     "training": {"num_epochs": a.epochs, "per_device_train_batch_size": a.batch_size,
                                                  "learning_rate": a.lr}})
     model, tok, info = load_model(cfg.model.name)
@@ -54,12 +56,16 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     if arm == "orgtune":
         args = sft_args(cfg, out, device=info["device"], has_eval=False)
         args.save_strategy = "no"
-        trainer = AtomicCheckpointSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+        trainer = OrgtuneSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                                              peft_config=lora_config(cfg), callbacks=[Losses()])
-    else:  # the plain script: TRL defaults (padded batches), same hyperparameters
+    else:  # the plain script: TRL's default padded batches. Precision, activation checkpointing and the
+        # optimizer are set like orgtune's (TRL would default to bf16 autocast + checkpointing + fused AdamW),
+        # so that batching is the only difference between the arms.
+        ours = sft_args(cfg, out, device=info["device"], has_eval=False)
         args = SFTConfig(output_dir=str(out), num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
                          learning_rate=a.lr, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.training.seed,
-                         use_cpu=info["device"] == "cpu", max_length=None)
+                         use_cpu=info["device"] == "cpu", max_length=None, bf16=ours.bf16, fp16=ours.fp16,
+                         gradient_checkpointing=ours.gradient_checkpointing, optim=ours.optim)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                              peft_config=lora_config(cfg), callbacks=[Losses()])
     if info["device"].startswith("cuda"):
@@ -83,6 +89,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-seq-length", type=int, default=512)
+    ap.add_argument("--lora-dropout", type=float, default=0.05,
+                    help="0 makes both arms draw no random masks, so their per-step losses must agree to float noise")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times; report the best of each")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/orgtune-bench")
@@ -103,7 +111,7 @@ def main() -> None:
             results[arm].append(json.loads(line[len("RESULT "):]))
     best = {arm: max(rs, key=lambda r: r["tokens_per_s"]) for arm, rs in results.items()}
     print(f"data {a.data}  model {a.model}  device {best['orgtune']['device']}  batch {a.batch_size}  "
-          f"epochs {a.epochs}  repeats {a.repeats}")
+          f"epochs {a.epochs}  lora dropout {a.lora_dropout}  repeats {a.repeats}")
     print(f"{'arm':<12}{'steps':>7}{'trained tok':>13}{'wall s':>9}{'trained tok/s':>15}{'peak MB':>10}{'loss/token':>12}")
     for arm, r in best.items():
         print(f"{arm:<12}{r['steps']:>7}{r['trained_tokens']:>13.0f}{r['wall_s']:>9.1f}{r['tokens_per_s']:>15.1f}"

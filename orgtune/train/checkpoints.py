@@ -1,4 +1,4 @@
-"""Crash-safe checkpoints for TRL's SFTTrainer: atomic folders, resume from the last complete one.
+"""Crash-safe checkpoints for transformers/TRL trainers: atomic folders, resume from the last complete one.
 
 transformers writes `checkpoint-N` in place, so a kill mid-write leaves a folder that looks
 resumable. Here each checkpoint is written under a `.partial-` name with HF's own save helpers, gets
@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
-from trl import SFTTrainer
 
 from orgtune import atomic
 
@@ -62,35 +61,26 @@ def rotate(folder: Path, keep: int) -> list[Path]:
     return doomed
 
 
-class AtomicCheckpointSFTTrainer(SFTTrainer):
-    """SFTTrainer whose checkpoints appear all at once or not at all (see module docstring).
-
-    `keep_checkpoints` replaces HF's save_total_limit, whose end-of-training cleanup can delete the
-    newest checkpoint when the limit is 1.
-    """
-
-    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
-        self.keep_checkpoints = keep_checkpoints
-        super().__init__(*args, **kwargs)
-
-    def _save_checkpoint(self, model, trial):
-        root = Path(self.args.output_dir)
-        name = f"checkpoint-{self.state.global_step}"
-        self.store_flos()
-        best_step = self.state.best_global_step
-        if best_step:
-            self.state.best_model_checkpoint = str(root / f"checkpoint-{best_step}")
-        with atomic.building_folder(root / name, replace=True) as staging:
-            self.save_model(str(staging), _internal_call=True)
-            if not self.args.save_only_model:
-                self._save_optimizer_and_scheduler(str(staging))
-                self._save_scaler(str(staging))
-                self._save_rng_state(str(staging))
-            self.state.save_to_json(str(staging / "trainer_state.json"))
-        if best_step and (root / f"checkpoint-{best_step}").is_dir():
-            atomic.write_json(root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}",
-                                                 "metric": self.state.best_metric})
-        rotate(root, self.keep_checkpoints)
+def save_checkpoint(trainer, keep: int) -> Path:
+    """Write `checkpoint-<step>` for a transformers Trainer atomically with HF's own save helpers, record
+    the best checkpoint, rotate; return the folder."""
+    root = Path(trainer.args.output_dir)
+    name = f"checkpoint-{trainer.state.global_step}"
+    trainer.store_flos()
+    best_step = trainer.state.best_global_step
+    if best_step:
+        trainer.state.best_model_checkpoint = str(root / f"checkpoint-{best_step}")
+    with atomic.building_folder(root / name, replace=True) as staging:
+        trainer.save_model(str(staging), _internal_call=True)
+        if not trainer.args.save_only_model:
+            trainer._save_optimizer_and_scheduler(str(staging))
+            trainer._save_scaler(str(staging))
+            trainer._save_rng_state(str(staging))
+        trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    if best_step and (root / f"checkpoint-{best_step}").is_dir():
+        atomic.write_json(root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}", "metric": trainer.state.best_metric})
+    rotate(root, keep)
+    return root / name
 
 
 class SaveAtEpochEnd(TrainerCallback):

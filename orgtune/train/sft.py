@@ -22,8 +22,8 @@ from orgtune.data.formats import load_rows
 from orgtune.data.tokenize import EncodedSet, encode_rows
 from orgtune.errors import OrgtuneError
 from orgtune.train import runfolder
-from orgtune.train.checkpoints import (
-    AtomicCheckpointSFTTrainer, MetricsLog, SaveAtEpochEnd, last_checkpoint, truncate_metrics)
+from orgtune.train.checkpoints import MetricsLog, SaveAtEpochEnd, last_checkpoint, truncate_metrics
+from orgtune.train.trainer import OrgtuneSFTTrainer
 
 SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
 
@@ -160,7 +160,7 @@ def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=None,  # rotation is ours (AtomicCheckpointSFTTrainer.keep_checkpoints)
+        save_total_limit=None,  # rotation is ours (OrgtuneSFTTrainer.keep_checkpoints)
         eval_strategy="epoch" if has_eval else "no",
         metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None,
@@ -258,7 +258,7 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
         from transformers.integrations import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
-    trainer = AtomicCheckpointSFTTrainer(
+    trainer = OrgtuneSFTTrainer(
         model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
         train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
         processing_class=tok, peft_config=peft_config, callbacks=callbacks,

@@ -42,3 +42,28 @@ def test_padding_free_loss_equals_padded_loss(demo_data, tiny_model_dir):
         a = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], labels=padded["labels"]).loss
         b = model(input_ids=free["input_ids"], position_ids=free["position_ids"], labels=free["labels"]).loss
     assert abs(a.item() - b.item()) < 1e-5
+
+
+def test_selective_lm_head_loss_equals_trl_loss(demo_data, tiny_model_dir, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from orgtune.train.trainer import OrgtuneSFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = encode_rows(tok, load_rows(demo_data).rows[:8], max_len=512).rows
+    ds = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
+    losses = {}
+    for name, cls, padding_free in (("trl", SFTTrainer, False), ("orgtune", OrgtuneSFTTrainer, True)):
+        args = SFTConfig(output_dir=str(tmp_path / name), per_device_train_batch_size=4, use_cpu=True, bf16=False,
+                         gradient_checkpointing=False, report_to="none", max_length=None, padding_free=padding_free)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        trainer = cls(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
+        batch = next(iter(trainer.get_train_dataloader()))
+        n = (batch["labels"][:, 1:] != -100).sum()
+        with torch.no_grad():
+            losses[name] = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n).item()
+    assert abs(losses["trl"] - losses["orgtune"]) < 1e-5, losses

@@ -74,13 +74,13 @@ def test_sigkill_mid_run_then_rerun_same_command(reference, tiny_model_dir, demo
 
 DIE_IN_CHECKPOINT = """
 import os, signal, sys
-from orgtune.train import checkpoints
-original = checkpoints.AtomicCheckpointSFTTrainer._save_rng_state
+from orgtune.train.trainer import OrgtuneSFTTrainer
+original = OrgtuneSFTTrainer._save_rng_state
 def dying(self, output_dir):  # model and optimizer are already written into the staging folder
     if self.state.global_step == 8:
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, output_dir)
-checkpoints.AtomicCheckpointSFTTrainer._save_rng_state = dying
+OrgtuneSFTTrainer._save_rng_state = dying
 from orgtune.cli import main
 sys.argv = ["orgtune", *sys.argv[1:]]
 main()

@@ -31,6 +31,8 @@ def test_run_folder_describes_itself(tiny_model_dir, demo_data, tmp_path):
     assert (run.adapter_dir / "adapter_config.json").is_file()
     records = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert any("eval_loss" in r for r in records)  # validation loss at the (last) epoch end
+    best = json.loads((run.path / "checkpoints" / "best.json").read_text())
+    assert (run.path / "checkpoints" / best["checkpoint"] / "COMPLETE").is_file()
     # Same command again: nothing retrained.
     msgs = []
     assert list((run.path / "tensorboard").glob("events.out.tfevents.*"))
