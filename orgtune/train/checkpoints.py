@@ -95,33 +95,3 @@ class SaveAtEpochEnd(TrainerCallback):
         if state.max_steps and state.global_step >= state.max_steps:
             control.should_save = True
         return control
-
-
-class MetricsLog(TrainerCallback):
-    """Append every log record (loss, lr, grad norm, eval loss) to metrics.jsonl as one JSON line."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not state.is_world_process_zero:
-            return
-        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def truncate_metrics(path: Path, up_to_step: int) -> None:
-    """On resume, drop records logged after the checkpoint we resume from (they will be logged again)."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if rec.get("step", 0) <= up_to_step:
-            keep.append(line + "\n")
-    atomic.write_text(path, "".join(keep))

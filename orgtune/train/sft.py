@@ -22,7 +22,8 @@ from orgtune.data.formats import load_rows
 from orgtune.data.tokenize import EncodedSet, encode_rows
 from orgtune.errors import OrgtuneError
 from orgtune.train import runfolder
-from orgtune.train.checkpoints import MetricsLog, SaveAtEpochEnd, last_checkpoint, truncate_metrics
+from orgtune.train.checkpoints import SaveAtEpochEnd, last_checkpoint
+from orgtune.train.metrics import MetricsLog, QuietProgress, truncate_metrics
 from orgtune.train.trainer import OrgtuneSFTTrainer
 
 SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
@@ -184,6 +185,8 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
             log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
             return existing
 
+    from transformers.trainer_callback import ProgressCallback
+
     from orgtune.models.loading import load_model, load_tokenizer, pick_device, resolve_source
 
     cfg = p.cfg
@@ -263,6 +266,8 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
         train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
         processing_class=tok, peft_config=peft_config, callbacks=callbacks,
         keep_checkpoints=cfg.training.save_total_limit)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress())
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.time() - started
