@@ -29,10 +29,11 @@ test-fast: install
 
 demo: install
 	rm -rf $(DEMO)
-	$(BIN)/orgtune data check $(SAMPLES)/demo_chat.jsonl --show-mask 1
+	$(BIN)/orgtune data build $(SAMPLES)/docs --out $(DEMO)/data
 	$(BIN)/orgtune plan smollm2-135m --seq-len 256
-	$(BIN)/orgtune train --data $(SAMPLES)/demo_chat.jsonl --out $(DEMO)/run --epochs 6 --lr 1e-3 --save-steps 1000
-	$(BIN)/orgtune ask $(DEMO)/run --questions $(SAMPLES)/demo_questions.jsonl --with-base --max-new-tokens 60
+	$(BIN)/orgtune train --data $(DEMO)/data --out $(DEMO)/run --epochs 3 --lr 1e-3 --save-steps 1000
+	$(BIN)/orgtune ask $(DEMO)/run --questions $(DEMO)/data/probes.jsonl --where held_out=false --where task=SPEC \
+		--limit 8 --with-base --max-new-tokens 48
 
 readme: install
 	$(BIN)/python -m orgtune.cli_reference --write README.md

@@ -99,6 +99,66 @@ def data_check(
     typer.echo(check_file(file, model=model, max_seq_length=max_seq_length, show=show_mask).render())
 
 
+@data_app.command("build")
+@friendly
+def data_build(
+    docs: Annotated[list[Path], typer.Argument(help="Document files or folders (.txt .md .html .pdf .docx).")],
+    out: Annotated[Path, typer.Option(help="Data folder to write (replaced atomically if it holds an earlier build).")],
+    model: Annotated[Optional[str], typer.Option(help="Preset whose data defaults apply (e.g. examples per document).")] = None,
+    examples_per_fact: Annotated[int, typer.Option(help="Phrasings per fact (procedures also get every step-order question).")] = 4,
+    max_per_doc: Annotated[Optional[int], typer.Option(help="Cap on examples per document (default: the preset's, else none).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of examples kept for validation.")] = 0.1,
+    holdout: Annotated[float, typer.Option(help="Share of facts held out of training, probed as a hallucination check.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed for phrasing choice, hold-out and split.")] = 0,
+    max_file_mb: Annotated[float, typer.Option(help="Skip (and report) files larger than this.")] = 20.0,
+    teacher: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL that adds grounded paraphrases (optional).")] = None,
+    teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves.")] = None,
+    teacher_api_key: Annotated[Optional[str], typer.Option(envvar="ORGTUNE_TEACHER_API_KEY", help="API key for the teacher.")] = None,
+) -> None:
+    """Turn documents into train/val chat examples with provenance, plus held-out closed-book probes."""
+    from orgtune.data.build import BuildSettings, build
+    from orgtune.data.stats import data_stats, render_stats
+    from orgtune.models.presets import find_preset
+
+    preset = find_preset(model) if model else None
+    if max_per_doc is None and preset is not None:
+        max_per_doc = preset.data.get("max_examples_per_doc")
+    fmt = (preset.defaults.get("model", {}).get("task_prefix_format") if preset else None) or "[{TASK}] {instruction}"
+    settings = BuildSettings(examples_per_fact=examples_per_fact, max_examples_per_doc=max_per_doc,
+                             val_fraction=val_fraction, holdout_fraction=holdout, seed=seed, max_file_mb=max_file_mb,
+                             task_prefix_format=fmt, teacher_url=teacher, teacher_model=teacher_model,
+                             teacher_api_key=teacher_api_key)
+    result = build(docs, out, settings, log=_echo_err)
+    typer.echo(f"wrote {result.out} in {result.manifest['seconds']} s")
+    typer.echo(render_stats(data_stats(result.out, model=None)))
+
+
+@data_app.command("stats")
+@friendly
+def data_stats_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="A folder made by `orgtune data build`.")],
+    model: Annotated[str, typer.Option(help="Tokenizer for the token-length figures.")] = "smollm2-135m",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts per task and document, fact coverage, duplicates, probe/train leakage, token lengths."""
+    from orgtune.data.stats import data_stats, render_stats
+
+    s = data_stats(data_dir, model=model)
+    typer.echo(json.dumps(s, indent=2) if as_json else render_stats(s))
+
+
+@data_app.command("trace")
+@friendly
+def data_trace(
+    item_id: Annotated[str, typer.Argument(help="An example id (ex-…), probe id (pr-…) or fact id.")],
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the newest `data build`).")] = None,
+) -> None:
+    """Print an example (or probe, or fact) next to the source span it was made from."""
+    from orgtune.data.stats import find_data_dir, trace
+
+    typer.echo(trace(item_id, find_data_dir(data)))
+
+
 @app.command()
 @friendly
 def train(
@@ -155,6 +215,8 @@ def ask(
     questions: Annotated[Optional[Path], typer.Option(help="JSONL with a question (or prompt, or messages) per row.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the rows with an added `answer` field here.")] = None,
     with_base: Annotated[bool, typer.Option("--with-base", help="Also answer with the adapter switched off (base_answer).")] = False,
+    where: Annotated[Optional[list[str]], typer.Option(help="Only rows whose FIELD equals VALUE (FIELD=VALUE; repeatable).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Answer at most N rows (after --where).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Generation limit per answer.")] = 200,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Questions generated together.")] = 8,
@@ -170,6 +232,14 @@ def ask(
     if (question is None) == (questions is None):
         raise OrgtuneError("give either one QUESTION or --questions FILE", fix='e.g. orgtune ask runs/first "What is ...?"')
     rows = read_questions(questions) if questions else [{"question": question}]
+    for cond in where or []:
+        field, sep, value = cond.partition("=")
+        if not sep:
+            raise OrgtuneError(f"--where {cond!r}: expected FIELD=VALUE", fix="e.g. --where held_out=false --where task=SPEC")
+        rows = [r for r in rows if str(r.get(field)).lower() == value.lower()]
+    rows = rows[:limit] if limit else rows
+    if not rows:
+        raise OrgtuneError("no question left to answer", fix="loosen --where / --limit")
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
     backend = load_backend(run_dir, model=model, device=device, settings=settings)
     answered = answer_rows(backend, rows)

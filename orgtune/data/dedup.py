@@ -1,0 +1,101 @@
+"""Exact and near-duplicate detection (MinHash LSH from datasketch) for examples and probe leakage.
+
+    keep, removed = dedup_rows(rows)                            # drop exact and near-duplicate examples
+    leaks = leakage([p["plain_question"] for p in probes], [user text of every train/val row])
+"""
+
+from __future__ import annotations
+
+import re
+
+from datasketch import MinHash, MinHashLSH
+
+NEAR = 0.8  # Jaccard similarity of word shingles at or above which two texts count as near-duplicates
+_PREFIX = re.compile(r"^\[[A-Z]+\]\s*")
+
+
+def normalise(text: str) -> str:
+    text = _PREFIX.sub("", text.strip())
+    return " ".join(re.findall(r"[a-z0-9]+(?:[.,][0-9]+)?", text.lower()))
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    w = normalise(text).split()
+    if len(w) < n:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _minhash(sh: set[str]) -> MinHash:
+    m = MinHash(num_perm=128, seed=1)
+    for s in sh:
+        m.update(s.encode())
+    return m
+
+
+def near_pairs(queries: list[str], corpus: list[str], threshold: float = NEAR) -> list[tuple[int, int, float]]:
+    """(query index, corpus index, jaccard) for every query that is a near-duplicate of a corpus text."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=128)
+    corpus_sh = [shingles(t) for t in corpus]
+    for i, sh in enumerate(corpus_sh):
+        if sh:
+            lsh.insert(str(i), _minhash(sh))
+    out = []
+    for qi, q in enumerate(queries):
+        sh = shingles(q)
+        if not sh:
+            continue
+        for key in lsh.query(_minhash(sh)):
+            j = jaccard(sh, corpus_sh[int(key)])
+            if j >= threshold:
+                out.append((qi, int(key), j))
+    return out
+
+
+def _row_text(row: dict) -> str:
+    return " || ".join(m["content"] for m in row["messages"])
+
+
+def dedup_rows(rows: list[dict], threshold: float = NEAR) -> tuple[list[dict], dict[str, int]]:
+    """Drop exact duplicates (same normalised question and answer) and near-duplicates (question and
+    answer both at or above `threshold` similarity to an earlier row). Returns (kept, counts)."""
+    seen, exact_kept = set(), []
+    exact = 0
+    for r in rows:
+        key = normalise(_row_text(r))
+        if key in seen:
+            exact += 1
+            continue
+        seen.add(key)
+        exact_kept.append(r)
+    lsh = MinHashLSH(threshold=threshold, num_perm=128)
+    kept, near = [], 0
+    for i, r in enumerate(exact_kept):
+        sh = shingles(_row_text(r))
+        m = _minhash(sh)
+        dup = False
+        for key in lsh.query(m):
+            other = kept[int(key)]
+            if jaccard(sh, shingles(_row_text(other))) >= threshold and \
+                    jaccard(shingles(r["messages"][-1]["content"]), shingles(other["messages"][-1]["content"])) >= threshold:
+                dup = True
+                break
+        if dup:
+            near += 1
+            continue
+        lsh.insert(str(len(kept)), m)
+        kept.append(r)
+    return kept, {"exact": exact, "near": near}
+
+
+def leakage(probe_questions: list[str], train_questions: list[str], threshold: float = NEAR) -> dict[int, str]:
+    """Probes whose question equals (normalised) or nearly equals a training question: index -> reason."""
+    exact = {normalise(t) for t in train_questions}
+    found = {i: "exact" for i, q in enumerate(probe_questions) if normalise(q) in exact}
+    for qi, ci, j in near_pairs(probe_questions, train_questions, threshold):
+        found.setdefault(qi, f"near-duplicate (jaccard {j:.2f}) of a training question")
+    return found
