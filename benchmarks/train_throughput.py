@@ -41,7 +41,7 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     cfg = resolve_config(overrides={"model": {"name": a.model, "max_seq_length": a.max_seq_length},
                                     "lora": {"dropout": a.lora_dropout},
                                     "training": {"num_epochs": a.epochs, "per_device_train_batch_size": a.batch_size,
-                                                 "learning_rate": a.lr}})
+                                                 "learning_rate": a.lr, "precision": a.precision}})
     model, tok, info = load_model(cfg.model.name)
     enc = encode_rows(tok, load_rows(a.data).rows, max_len=cfg.model.max_seq_length)
     dataset = Dataset.from_dict({"input_ids": [r.input_ids for r in enc.rows], "labels": [r.labels for r in enc.rows]})
@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=512)
     ap.add_argument("--lora-dropout", type=float, default=0.05,
                     help="0 makes both arms draw no random masks, so their per-step losses must agree to float noise")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="both arms use it; auto = bf16 autocast on CPUs with AVX512-BF16/AMX, else fp32")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times; report the best of each")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/orgtune-bench")

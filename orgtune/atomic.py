@@ -18,12 +18,19 @@ COMPLETE_MARKER = "COMPLETE"
 PARTIAL_PREFIX = ".partial-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -58,6 +65,7 @@ def building_folder(final: Path, *, replace: bool = False, marker: bool = True) 
     final.parent.mkdir(parents=True, exist_ok=True)
     # A unique staging name, so that two processes building the same folder never share one.
     staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{final.name}-", dir=final.parent))
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
         if marker:

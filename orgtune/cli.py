@@ -105,7 +105,7 @@ def data_build(
     docs: Annotated[list[Path], typer.Argument(help="Document files or folders (.txt .md .html .pdf .docx).")],
     out: Annotated[Path, typer.Option(help="Data folder to write (replaced atomically if it holds an earlier build).")],
     model: Annotated[Optional[str], typer.Option(help="Preset whose data defaults apply (e.g. examples per document).")] = None,
-    examples_per_fact: Annotated[int, typer.Option(help="Phrasings per fact (procedures also get every step-order question).")] = 4,
+    examples_per_fact: Annotated[int, typer.Option(help="Phrasings per fact (procedures also get every step-order question).")] = 6,
     max_per_doc: Annotated[Optional[int], typer.Option(help="Cap on examples per document (default: the preset's, else none).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of examples kept for validation.")] = 0.1,
     holdout: Annotated[float, typer.Option(help="Share of facts held out of training, probed as a hallucination check.")] = 0.15,
@@ -265,6 +265,59 @@ def ask(
 
         line = f"answers containing the expected value: tuned {hits('answer')}/{len(expected)}"
         typer.echo(line + (f", base {hits('base_answer')}/{len(expected)}" if with_base else ""))
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    probes: Annotated[Optional[Path], typer.Option(help="Probes JSONL (default: probes.jsonl of the run's data folder).")] = None,
+    max_probes: Annotated[Optional[int], typer.Option(help="Evaluate a fixed random sample of N probes.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Questions generated together.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    backend: Annotated[Optional[list[str]], typer.Option(
+        help="Also evaluate an exported model: merged, gguf:TYPE (e.g. gguf:q4_k_m) or a .gguf path. Repeatable.")] = None,
+) -> None:
+    """Base vs tuned (and exported models): closed-book probe accuracy, validation loss, regressions."""
+    from orgtune.evaluate.report import summary_table
+    from orgtune.evaluate.run import evaluate
+
+    m = evaluate(run_dir, probes=probes, max_probes=max_probes, batch_size=batch_size, device=device,
+                 extra_backends=backend or [], log=_echo_err)
+    typer.echo(summary_table(m))
+    typer.echo(f"report: {Path(m['run']) / 'report.md'}  metrics: {Path(m['run']) / 'metrics.json'}")
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    gguf: Annotated[str, typer.Option(help="GGUF types, comma-separated: f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, "
+                                           "q3_k_m; '' for none.")] = "q4_k_m",
+    keep_adapter: Annotated[bool, typer.Option("--keep-adapter", help="Ship the adapter alone (plus a GGUF of the "
+                                               "base and an ADAPTER Modelfile) instead of merging.")] = False,
+    ollama: Annotated[Optional[str], typer.Option(help="Run `ollama create NAME` (or print the command when the "
+                                                       "ollama CLI is missing).")] = None,
+    system: Annotated[Optional[str], typer.Option(help="SYSTEM prompt written into the Modelfile.")] = None,
+    verify: Annotated[bool, typer.Option(help="Check every GGUF in llama.cpp (load, tokenizer, EOS, greedy answers, "
+                                              "perplexity, probe accuracy).")] = True,
+    max_probes: Annotated[Optional[int], typer.Option(help="Score a fixed random sample of N probes per model.")] = None,
+) -> None:
+    """Merge → GGUF → quantize → verify → Ollama Modelfile, into RUN_DIR/export/ with export_report.md."""
+    from orgtune.export.gguf import parse_types
+    from orgtune.export.run import export
+
+    r = export(run_dir, gguf_types=parse_types(gguf), keep_adapter=keep_adapter, ollama_name=ollama, system=system,
+               verify=verify, max_probes=max_probes, log=_echo_err)
+    for t, e in r["gguf"].items():
+        acc = e.get("probes", {}).get("trained", {}).get("overall", {}).get("accuracy")
+        ppl = e.get("val", {}).get("perplexity_change")
+        typer.echo(f"{Path(e['file']).name}: {e['size_bytes'] / 2**20:.1f} MiB"
+                   + (f", trained-fact probes {100 * acc:.1f}%" if acc is not None else "")
+                   + (f", perplexity {100 * ppl:+.2f}% vs HF" if ppl is not None else "")
+                   + (f", EOS {e['eos_stopped']}/{len(e['eos'])}" if "eos" in e else ""))
+    out = Path(r["run"]) / "export"
+    typer.echo(f"report: {out / 'export_report.md'}" + (f"  Modelfile: {r['ollama']['file']}" if r["ollama"].get("written") else ""))
 
 
 def main() -> None:

@@ -73,7 +73,8 @@ class TrainingSection(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     optim: str = Field("adamw_torch", description="Any transformers optimizer name; *_8bit ones need bitsandbytes.")
     gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with native bf16, else fp32.")
     padding_free: bool = Field(True, description="Concatenate rows with per-row position ids instead of padding.")
     logging_steps: int = Field(1, gt=0)
     save_steps: int = Field(50, gt=0, description="Checkpoint every N optimizer steps (and at each epoch end).")

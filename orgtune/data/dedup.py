@@ -62,7 +62,8 @@ def _row_text(row: dict) -> str:
 
 def dedup_rows(rows: list[dict], threshold: float = NEAR) -> tuple[list[dict], dict[str, int]]:
     """Drop exact duplicates (same normalised question and answer) and near-duplicates (question and
-    answer both at or above `threshold` similarity to an earlier row). Returns (kept, counts)."""
+    answer each at or above `threshold` similarity to an earlier row's). Different phrasings of one
+    fact share an answer but not a question, so they are kept. Returns (kept, counts)."""
     seen, exact_kept = set(), []
     exact = 0
     for r in rows:
@@ -73,22 +74,17 @@ def dedup_rows(rows: list[dict], threshold: float = NEAR) -> tuple[list[dict], d
         seen.add(key)
         exact_kept.append(r)
     lsh = MinHashLSH(threshold=threshold, num_perm=128)
-    kept, near = [], 0
-    for i, r in enumerate(exact_kept):
-        sh = shingles(_row_text(r))
-        m = _minhash(sh)
-        dup = False
-        for key in lsh.query(m):
-            other = kept[int(key)]
-            if jaccard(sh, shingles(_row_text(other))) >= threshold and \
-                    jaccard(shingles(r["messages"][-1]["content"]), shingles(other["messages"][-1]["content"])) >= threshold:
-                dup = True
-                break
-        if dup:
+    kept, kept_sh, near = [], [], 0
+    for r in exact_kept:
+        q, a = shingles(r["messages"][0]["content"]), shingles(r["messages"][-1]["content"])
+        m = _minhash(q)
+        if any(jaccard(q, kept_sh[int(k)][0]) >= threshold and jaccard(a, kept_sh[int(k)][1]) >= threshold
+               for k in lsh.query(m)):
             near += 1
             continue
         lsh.insert(str(len(kept)), m)
         kept.append(r)
+        kept_sh.append((q, a))
     return kept, {"exact": exact, "near": near}
 
 

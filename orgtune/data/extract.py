@@ -202,7 +202,7 @@ def _procedure(doc: Document, block: Block, previous: Block | None) -> Fact:
         if lead.endswith(":") and len(lead) < 120:
             name = re.sub(r"^(?:to|how to)\s+", "", lead.rstrip(":"), flags=re.I)
     if not name:
-        name = clean_name(block.heading_path[-1]) if block.heading_path else "the procedure"
+        name = clean_name(block.heading_path[-1]) if block.heading_path else "procedure"
     steps = [doc.text[a:b] for a, b in block.items or []]
     value = "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
     return _fact(doc, "procedure", name, "steps", value, (block.start, block.end), block, steps=steps)

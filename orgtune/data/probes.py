@@ -23,17 +23,18 @@ PROBED_KINDS = ("spec", "default", "table_cell", "procedure", "definition", "sen
 def _probe_question(f: Fact, doc: Document) -> tuple[str, str] | None:
     p = _product(doc)
     if f.kind == "spec":
-        return "SPEC", f"Without looking it up, give the {_lc(f.attribute)} value listed for {_the(f.subject)}."
+        owner = _the(f.subject)
+        return "SPEC", f"Without looking it up: what is {owner}'s {_lc(f.attribute)}?"
     if f.kind == "default":
         s = _lc(f.subject)
-        on = f" on {_the(p)}" if p.lower() not in s.lower() else ""
-        return "SPEC", f"Out of the box, before anyone configures it, which {s} value applies{on}?"
+        on = f" {_the(p)}" if p.lower() not in s.lower() else " it"
+        return "SPEC", f"Out of the box, with nothing changed, what {s} does{on} come with?"
     if f.kind == "table_cell":
         head = _lc(f.context.get("row_header", "item"))
         task = "TROUBLESHOOT" if _TROUBLE_WORDS.search(" ".join([*f.section_path, f.attribute, head])) else "SPEC"
-        return task, f"Regarding {head} {f.subject} of {_the(p)}, state its {_lc(f.attribute)} from memory."
+        return task, f"From memory: for {head} {f.subject} of {_the(p)}, what does the {_lc(f.attribute)} column say?"
     if f.kind == "procedure":
-        return "PROCEDURE", f"Explain in order how {_lc(f.subject)} is performed on {_the(p)}."
+        return "PROCEDURE", f"Describe, one step after another, what the \"{f.subject}\" instructions of {_the(p)} say."
     if f.kind == "definition":
         return "EXPLAIN", f"Define {f.subject} in one sentence."
     if f.kind == "sentence":

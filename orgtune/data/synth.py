@@ -1,6 +1,6 @@
 """Facts → chat training examples with task prefixes, several phrasings per fact, and provenance.
 
-    examples = synthesize(docs, facts, held_out=ids, settings=SynthSettings(examples_per_fact=4))
+    examples = synthesize(docs, facts, held_out=ids, settings=SynthSettings(examples_per_fact=6))
 
 Every example names the facts it teaches and the source span they come from; the assistant answer
 always restates the full subject and the value (no pronouns), procedures keep their steps in order,
@@ -25,7 +25,7 @@ _TROUBLE_WORDS = re.compile(r"troubleshoot|fault|error|problem|symptom|cause|rem
 
 @dataclass
 class SynthSettings:
-    examples_per_fact: int = 4
+    examples_per_fact: int = 6
     max_examples_per_doc: int | None = None
     seed: int = 0
     task_prefix_format: str = "[{TASK}] {instruction}"
@@ -86,7 +86,9 @@ def _spec(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
             ("spec.tell", "SPEC", f"Tell me the {a} for {_the(s)}.", alt),
             ("spec.colon", "SPEC", f"{s}: what {a} does it have?", ans),
             ("spec.need", "SPEC", f"I need the {a} value of {_the(s)}.", alt),
-            ("spec.which", "SPEC", f"Which {a} is specified for {_the(s)}?", ans)]
+            ("spec.which", "SPEC", f"Which {a} is specified for {_the(s)}?", ans),
+            ("spec.give", "SPEC", f"Give the {a} of {_the(s)}.", ans),
+            ("spec.lookup", "SPEC", f"Look up the {a} for {_the(s)}.", alt)]
 
 
 def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -97,7 +99,9 @@ def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     return [("default.what", "SPEC", f"What is the default {s}{on}?", alt),
             ("default.to", "SPEC", f"What does {_the(s)}{on} default to?", ans),
             ("default.factory", "SPEC", f"What is {_the(s)}{on} set to by default?", ans),
-            ("default.unchanged", "SPEC", f"If nobody changes it, what is {_the(s)}{on}?", alt)]
+            ("default.unchanged", "SPEC", f"If nobody changes it, what is {_the(s)}{on}?", alt),
+            ("default.initial", "SPEC", f"What is the initial {s}{on} before any change?", ans),
+            ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt)]
 
 
 def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -109,21 +113,27 @@ def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     return [("cell.what", task, f"What is the {col} for {head} {row} on {_the(p)}?", ans),
             ("cell.tell", task, f"On {_the(p)}, what {col} does {head} {row} have?", ans),
             ("cell.reverse", task, f"Which {head} on {_the(p)} has the {col} \"{v}\"?", back),
-            ("cell.lookup", task, f"Look up {head} {row} of {_the(p)}: {col}?", ans)]
+            ("cell.lookup", task, f"Look up {head} {row} of {_the(p)}: {col}?", ans),
+            ("cell.give", task, f"Give the {col} for {head} {row} on {_the(p)}.", ans),
+            ("cell.listed", task, f"For {_the(p)}, which {col} is listed for {head} {row}?", ans)]
 
 
 def _procedure(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
-    name, p = _lc(f.subject), _product(doc)
-    ans = f"To do {name} on {_the(p)}:\n{f.value}"
-    out = [("proc.steps", "PROCEDURE", f"What are the steps for {name} on {_the(p)}?", ans),
-           ("proc.how", "PROCEDURE", f"How do I carry out {name} on {_the(p)}?", ans),
-           ("proc.list", "PROCEDURE", f"List the steps of {name} for {_the(p)} in order.", ans),
-           ("proc.walk", "PROCEDURE", f"Walk me through {name} on {_the(p)}.", ans)]
+    # Procedures are named by their title in quotes: grammatical whatever the title's form
+    # ("Descaling", "How to make a claim", "Replacing the water filter").
+    name, p = f'"{f.subject}"', _product(doc)
+    ans = f"The procedure {name} for {_the(p)} has these steps:\n{f.value}"
+    out = [("proc.steps", "PROCEDURE", f"What are the steps of the procedure {name} for {_the(p)}?", ans),
+           ("proc.how", "PROCEDURE", f"How is the procedure {name} carried out on {_the(p)}?", ans),
+           ("proc.list", "PROCEDURE", f"List, in order, the steps of {name} for {_the(p)}.", ans),
+           ("proc.walk", "PROCEDURE", f"Walk me through {name} on {_the(p)}.", ans),
+           ("proc.do", "PROCEDURE", f"I need to do {name} on my {p}. What do I do?", ans),
+           ("proc.guide", "PROCEDURE", f"Give the step-by-step instructions for {name} ({p}).", ans)]
     steps = f.steps or []
     for i in range(len(steps) - 1):
         out.append((f"proc.next{i + 1}", "PROCEDURE",
-                    f"During {name} on {_the(p)}, what comes after \"{steps[i].rstrip('.')}\"?",
-                    _sentence(f"After step {i + 1}, step {i + 2} of {name} is: {steps[i + 1]}")))
+                    f"In the procedure {name} for {_the(p)}, what comes after \"{steps[i].rstrip('.')}\"?",
+                    _sentence(f"In {name}, step {i + 2} follows: {steps[i + 1]}")))
     return out
 
 
@@ -144,6 +154,9 @@ def _cloze(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
 
 def _summary(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     h, title = f.subject, doc.title
+    if h.strip().lower() == str(title).strip().lower():  # the document's opening, under its own title
+        return [("sum.about", "EXPLAIN", f"What is the {title} for?", f.value),
+                ("sum.explain", "EXPLAIN", f"How does the {title} introduce itself?", f.value)]
     return [("sum.about", "EXPLAIN", f"What does the {title} say about {h}?", f.value),
             ("sum.explain", "EXPLAIN", f"Explain the section \"{h}\" of the {title}.", f.value)]
 
@@ -219,9 +232,9 @@ def synthesize(docs: list[Document], facts: list[Fact], *, held_out: set[str], s
         for f in trained:
             templates = _BUILDERS[f.kind](f, doc)
             if f.kind == "procedure":  # all step-order questions, plus the phrasings of the whole procedure
-                whole, order = templates[:4], templates[4:]
+                whole, order = templates[:6], templates[6:]
                 rng.shuffle(whole)
-                chosen = whole[:settings.examples_per_fact] + order
+                chosen = whole + order  # long answers: every phrasing (few per document)
             else:
                 rng.shuffle(templates)
                 chosen = templates[:settings.examples_per_fact]

@@ -54,6 +54,10 @@ hz khz mhz ghz ohm ohms kohm c f k b kb mb gb tb kib mib gib tib bit bits byte b
 n nm n·m kn % percent shot shots cycle cycles page pages connection connections row rows character characters char
 chars token tokens item items file files request requests retry retries attempt attempts thread threads worker
 workers degree degrees deg people persons users user mah ah kcal cal j kj l/min m/s km/h mph
+kilobyte kilobytes megabyte megabytes gigabyte gigabytes terabyte terabytes milliliter milliliters millilitre
+millilitres millimeter millimeters millimetre millimetres centimeter centimeters meter meters metre metres
+kilometer kilometers gram grams kilogram kilograms watt watts kilowatt kilowatts volt volts amp amps ampere
+amperes hertz celsius fahrenheit euro euros dollar dollars eur usd gbp milliseconds millisecond
 """.split())
 
 

@@ -33,8 +33,15 @@ class Encoded:
         return self.full_length > len(self.input_ids)
 
 
+# Variables orgtune fixes when it renders a chat template. Llama 3 templates put "Today Date: <today>" in
+# every system header; pinned to the template's own fallback, a conversation renders the same on the day
+# it is trained, resumed, evaluated and exported (the Ollama TEMPLATE cannot call a clock).
+TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
+
+
 def render(tok, messages: list[dict], *, add_generation_prompt: bool = False) -> str:
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                   **TEMPLATE_VARS)
 
 
 def end_of_turn(tok) -> str | None:

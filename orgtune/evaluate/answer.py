@@ -63,7 +63,9 @@ class HFBackend:
         import torch
 
         s = self.settings
-        prompts = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        from orgtune.data.tokenize import render
+
+        prompts = [render(self.tok, c, add_generation_prompt=True) for c in conversations]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         answers: list[str] = [""] * len(prompts)
         off = contextlib.nullcontext()

@@ -133,13 +133,10 @@ def _to_dataset(encoded: EncodedSet):
 
 def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
     """TRL SFTConfig for a config; shared with the throughput benchmark."""
-    import torch
     from trl import SFTConfig
 
     t = cfg.training
-    precision = t.precision
-    if precision == "auto":
-        precision = "fp32" if not device.startswith("cuda") else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    precision = resolve_precision(t.precision, device)
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=t.num_epochs,
@@ -171,6 +168,20 @@ def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
         dataset_num_proc=None,
         dataloader_num_workers=0,
     )
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """auto: bf16 (or fp16) on CUDA; bf16 autocast on CPUs with native bf16 math (AVX512-BF16 / AMX), where it
+    trains about 1.5-2x faster than fp32; fp32 elsewhere."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "bf16"
+    return "fp32"
 
 
 def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,

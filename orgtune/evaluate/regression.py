@@ -1,0 +1,46 @@
+"""Did fine-tuning break general ability? A small bundled set of general instructions, answered by the
+base and the tuned model, compared by one simple rule.
+
+    result = compare(base_answers, tuned_answers, items)   # items from load_general()
+
+Rule: an answer is right when it contains one of the item's keywords (whole word, any case) and does
+not degenerate (the same 4-word sequence three or more times). A tuned answer is *worse* when the base
+answer was right and the tuned one is not; *better* the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+RULE = ("right = contains one of the item's keywords (whole word, any case) and no 4-word sequence repeats "
+        "3+ times; worse = base right and tuned not; better = tuned right and base not")
+
+
+def load_general() -> list[dict]:
+    text = resources.files("orgtune.evaluate").joinpath("general.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def degenerate(answer: str) -> bool:
+    w = re.findall(r"\w+", answer.lower())
+    grams = [" ".join(w[i:i + 4]) for i in range(len(w) - 3)]
+    return any(grams.count(g) >= 3 for g in set(grams))
+
+
+def right(item: dict, answer: str) -> bool:
+    return not degenerate(answer) and any(
+        re.search(rf"(?<!\w){re.escape(k.lower())}(?!\w)", answer.lower()) for k in item["keywords"])
+
+
+def compare(base: list[str], tuned: list[str], items: list[dict]) -> dict:
+    rows = []
+    for item, b, t in zip(items, base, tuned, strict=True):
+        rows.append({"id": item["id"], "question": item["question"], "base": b, "tuned": t,
+                     "base_right": right(item, b), "tuned_right": right(item, t)})
+    return {"rule": RULE, "total": len(rows),
+            "base_right": sum(r["base_right"] for r in rows), "tuned_right": sum(r["tuned_right"] for r in rows),
+            "worse": sum(r["base_right"] and not r["tuned_right"] for r in rows),
+            "better": sum(r["tuned_right"] and not r["base_right"] for r in rows),
+            "changed": sum(r["base"].strip() != r["tuned"].strip() for r in rows), "rows": rows}

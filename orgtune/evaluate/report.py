@@ -1,0 +1,166 @@
+"""The evaluation report: runs/<id>/report.md, metrics.json and plots/*.png, plus a terminal summary.
+
+    write_report(run, metrics)      # after orgtune.evaluate.run.evaluate()
+    print(summary_table(metrics))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orgtune import atomic
+from orgtune.train.runfolder import Run
+
+TASK_ORDER = ("SPEC", "PROCEDURE", "EXPLAIN", "TROUBLESHOOT", "RECALL")
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x, fmt=".4f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def summary_table(m: dict) -> str:
+    names = list(m["backends"])
+    lines = [f"{'':34}" + "".join(f"{n:>14}" for n in names)]
+
+    def row(label, get):
+        lines.append(f"{label:34}" + "".join(f"{get(m['backends'][n]):>14}" for n in names))
+
+    row("trained-fact probes accuracy", lambda b: _pct(b["probes"]["trained"]["overall"]["accuracy"]))
+    tasks = sorted({t for b in m["backends"].values() for t in b["probes"]["trained"]["by_task"]},
+                   key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99)
+    for t in tasks:
+        row(f"  {t}", lambda b, t=t: _pct(b["probes"]["trained"]["by_task"].get(t, {}).get("accuracy")))
+    row("held-out probes accuracy", lambda b: _pct(b["probes"]["held_out"]["overall"]["accuracy"]))
+    row("held-out confident wrong", lambda b: _pct(b["probes"]["held_out"]["overall"]["confident_wrong_rate"]))
+    row("validation loss", lambda b: _num(b.get("val", {}).get("loss")))
+    row("validation perplexity", lambda b: _num(b.get("val", {}).get("perplexity"), ".2f"))
+    r = m["regression"]
+    lines.append(f"general instructions right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}; "
+                 f"worse {r['worse']}, better {r['better']}")
+    return "\n".join(lines)
+
+
+def _loss_plot(run: Run, out: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = run.path / "metrics.jsonl"
+    if not path.is_file():
+        return False
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    train = [(r["step"], r["loss"]) for r in recs if "loss" in r]
+    val = [(r["step"], r["eval_loss"]) for r in recs if "eval_loss" in r]
+    if not train:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot(*zip(*train), label="training loss (per step)", color="#4c72b0", linewidth=0.8, alpha=0.45)
+    k = max(1, len(train) // 25)
+    smooth = [(train[i][0], sum(v for _, v in train[max(0, i - k + 1):i + 1]) / len(train[max(0, i - k + 1):i + 1]))
+              for i in range(len(train))]
+    ax.plot(*zip(*smooth), label=f"training loss ({k}-step mean)", color="#4c72b0", linewidth=1.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss (per epoch)", color="#dd8452")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss per trained token")
+    ax.set_title(f"{run.path.name}: training and validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
+def _task_plot(m: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(m["backends"])
+    groups = []
+    for scope in ("trained", "held_out"):
+        tasks = sorted({t for b in m["backends"].values() for t in b["probes"][scope]["by_task"]},
+                       key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99)
+        groups += [(scope, t) for t in tasks]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 2), 4), dpi=110)
+    width = 0.8 / len(names)
+    colors = ["#8c8c8c", "#55a868", "#4c72b0", "#c44e52", "#8172b3"]
+    for k, name in enumerate(names):
+        vals = [100 * (m["backends"][name]["probes"][s]["by_task"].get(t, {}).get("accuracy") or 0) for s, t in groups]
+        xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(groups))]
+        bars = ax.bar(xs, vals, width, label=name, color=colors[k % len(colors)])
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(range(len(groups)), [f"{t}\n({'held out' if s == 'held_out' else 'trained'})" for s, t in groups],
+                  fontsize=8)
+    ax.set_ylabel("closed-book accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Probe accuracy per task: base vs tuned")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def _md_escape(s: str, limit: int = 160) -> str:
+    s = " ".join(str(s).split())
+    s = s[:limit] + "…" if len(s) > limit else s
+    return s.replace("|", "\\|")
+
+
+def write_report(run: Run, m: dict) -> None:
+    plots = run.path / "plots"
+    plots.mkdir(exist_ok=True)
+    has_loss = _loss_plot(run, plots / "loss.png")
+    _task_plot(m, plots / "probes.png")
+    m["plots"] = (["plots/loss.png"] if has_loss else []) + ["plots/probes.png"]
+    names = list(m["backends"])
+    lines = [f"# Evaluation of `{run.path.name}`", "",
+             f"Base model `{m['base_model']}`; probes `{m['probes_file']}`; device {m['device']}; {m['seconds']} s.", "",
+             "## Summary", "", "```", summary_table(m), "```", ""]
+    lines += ["## Closed-book probes", "", "| scope | task | n | " + " | ".join(f"{n} accuracy" for n in names)
+              + " | " + " | ".join(f"{n} confident wrong" for n in names) + " |",
+              "|---|---|---|" + "---|" * (2 * len(names))]
+    for scope in ("trained", "held_out"):
+        first = m["backends"][names[0]]["probes"][scope]
+        for task in ["overall", *first["by_task"]]:
+            cells = [m["backends"][n]["probes"][scope]["overall" if task == "overall" else "by_task"]
+                     for n in names]
+            cells = [c if task == "overall" else c.get(task, {}) for c in cells]
+            lines.append(f"| {scope.replace('_', '-')} | {task} | {cells[0].get('n', 0)} | "
+                         + " | ".join(_pct(c.get("accuracy")) for c in cells) + " | "
+                         + " | ".join(_pct(c.get("confident_wrong_rate")) for c in cells) + " |")
+    lines += ["", "Held-out facts got no training example: they measure hallucination. A *confident wrong* answer "
+              "states a value that is not the documented one (an abstention is not counted as wrong).", ""]
+    if any("val" in b for b in m["backends"].values()):
+        lines += ["## Validation loss (assistant tokens)", "", "| backend | loss | perplexity | tokens |", "|---|---|---|---|"]
+        for n in names:
+            v = m["backends"][n].get("val", {})
+            lines.append(f"| {n} | {_num(v.get('loss'))} | {_num(v.get('perplexity'), '.2f')} | {v.get('tokens', '–')} |")
+        lines.append("")
+    r = m["regression"]
+    lines += ["## General instructions (regression check)", "", f"Rule: {r['rule']}.", "",
+              f"Right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}. "
+              f"Worse: {r['worse']}. Better: {r['better']}. Changed: {r['changed']}.", ""]
+    worse = [x for x in r["rows"] if x["base_right"] and not x["tuned_right"]]
+    if worse:
+        lines += ["| question | base | tuned |", "|---|---|---|"]
+        lines += [f"| {_md_escape(x['question'])} | {_md_escape(x['base'])} | {_md_escape(x['tuned'])} |" for x in worse]
+        lines.append("")
+    lines += ["## Sample answers", "", "| task | held out | question | expected | base | tuned |", "|---|---|---|---|---|---|"]
+    for s in m["samples"]:
+        mark = {True: "✓ ", False: "✗ "}
+        lines.append(f"| {s['task']} | {'yes' if s['held_out'] else 'no'} | {_md_escape(s['question'])} | "
+                     f"{_md_escape(s['expected'], 80)} | {mark[s['base_correct']]}{_md_escape(s['base'])} | "
+                     f"{mark[s['tuned_correct']]}{_md_escape(s['tuned'])} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in m["plots"]] + [""]
+    atomic.write_json(run.path / "metrics.json", m)
+    atomic.write_text(run.path / "report.md", "\n".join(lines))

@@ -1,0 +1,180 @@
+"""`orgtune eval RUN_DIR`: what did the fine-tune learn, and what did it forget? Base vs tuned, one report.
+
+    orgtune eval runs/first                         # probes and val.jsonl from the run's data folder
+    orgtune eval runs/first --probes data/v1/probes.jsonl --max-probes 200
+
+For each answering backend (the base model, and the tuned model = base + adapter, sharing one copy of
+the weights): closed-book accuracy on the probes per task, separately for trained and held-out facts
+(held-out: how often the model states a confident wrong value), validation loss and perplexity on
+assistant tokens, and a general-instruction regression check. Writes runs/<id>/report.md,
+metrics.json, plots/*.png and eval/answers.jsonl; returns the metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from orgtune import atomic
+from orgtune.data.build import read_jsonl
+from orgtune.errors import OrgtuneError
+from orgtune.evaluate.answer import Backend, GenerationSettings, HFBackend, conversation_of
+from orgtune.evaluate.regression import compare, load_general
+from orgtune.evaluate.score import score_probe
+from orgtune.train.runfolder import Run, read_complete_run
+
+# Generation budget per task: short values, longer procedures and recitations.
+MAX_NEW_TOKENS = {"SPEC": 48, "TROUBLESHOOT": 80, "EXPLAIN": 80, "PROCEDURE": 224, "RECALL": 256}
+
+
+def data_files(run: Run, probes: Path | None) -> tuple[Path, Path | None]:
+    """The probes and validation file the run's own data folder holds (unless --probes is given)."""
+    train = Path(run.manifest["data"]["train"]["path"])
+    probe_path = Path(probes) if probes else train.parent / "probes.jsonl"
+    if not probe_path.is_file():
+        raise OrgtuneError(f"{probe_path}: no probes to evaluate with",
+                           fix="train on a folder made by `orgtune data build` (it writes probes.jsonl), or pass --probes")
+    val = run.manifest["data"].get("val", {}).get("path")
+    val_path = Path(val) if val else (train.parent / "val.jsonl" if (train.parent / "val.jsonl").is_file() else None)
+    return probe_path, val_path
+
+
+def answer_probes(backend: Backend, probes: list[dict], settings: GenerationSettings) -> list[str]:
+    """Answers in probe order, generated per task with that task's token budget."""
+    answers: list[str] = [""] * len(probes)
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(probes):
+        by_task[p.get("task", "SPEC")].append(i)
+    for task, idx in by_task.items():
+        if hasattr(backend, "settings"):
+            backend.settings = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS.get(task, 96),
+                                                  batch_size=settings.batch_size)
+        for i, a in zip(idx, backend.answer([conversation_of(probes[i], "probe") for i in idx]), strict=True):
+            answers[i] = a
+    return answers
+
+
+def summarise(probes: list[dict], scores: list) -> dict:
+    out = {}
+    for group, held in (("trained", False), ("held_out", True)):
+        rows = [(p, s) for p, s in zip(probes, scores, strict=True) if bool(p.get("held_out")) == held]
+        by_task = defaultdict(list)
+        for p, s in rows:
+            by_task[p.get("task", "SPEC")].append(s)
+        out[group] = {"overall": _acc([s for _, s in rows]), "by_task": {t: _acc(v) for t, v in sorted(by_task.items())}}
+    return out
+
+
+def _acc(scores: list) -> dict:
+    n = len(scores)
+    correct = sum(s.correct for s in scores)
+    abstained = sum(s.abstained for s in scores)
+    wrong = n - correct - abstained
+    return {"n": n, "correct": correct, "accuracy": correct / n if n else None,
+            "mean_score": sum(s.score for s in scores) / n if n else None,
+            "abstained": abstained, "confident_wrong": wrong, "confident_wrong_rate": wrong / n if n else None}
+
+
+def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
+    """`merged` → the merged HF folder; `gguf:TYPE` → RUN/export/model-TYPE.gguf; a path ending .gguf → that file."""
+    export = run.path / "export"
+    if spec == "merged":
+        from orgtune.models.loading import load_model
+
+        folder = export / "merged"
+        if not (folder / "config.json").is_file():
+            raise OrgtuneError(f"{folder}: no merged model", fix=f"run `orgtune export {run.path}` first")
+        model, tok2, _ = load_model(str(folder), device="cpu", dtype="float32")
+        return HFBackend(model, tok2, name="merged", settings=settings)
+    if spec.startswith("gguf:") or spec.endswith(".gguf"):
+        from orgtune.export.gguf import LlamaCppBackend
+
+        path = Path(spec) if spec.endswith(".gguf") else export / f"model-{spec.split(':', 1)[1].lower()}.gguf"
+        if not path.is_file():
+            raise OrgtuneError(f"{path}: no such GGUF", fix=f"run `orgtune export {run.path} --gguf TYPE` first")
+        return LlamaCppBackend(path, tok, name=spec if spec.startswith("gguf:") else f"gguf:{path.stem}",
+                               settings=settings)
+    raise OrgtuneError(f"--backend {spec!r}: unknown", fix="use merged, gguf:TYPE (e.g. gguf:q4_k_m) or a .gguf path")
+
+
+def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | None = None, batch_size: int = 16,
+             device: str = "auto", extra_backends: list[str] | tuple = (), log=print) -> dict:
+    from peft import PeftModel
+
+    from orgtune.evaluate.loss import assistant_loss
+    from orgtune.evaluate.report import write_report
+    from orgtune.models.loading import load_model
+
+    run = read_complete_run(run_dir)
+    probe_path, val_path = data_files(run, probes)
+    probe_rows = read_jsonl(probe_path)
+    if max_probes and len(probe_rows) > max_probes:
+        probe_rows = sorted(random.Random(0).sample(probe_rows, max_probes), key=lambda p: p["probe_id"])
+    started = time.time()
+    base_model, tok, info = load_model(run.base_model, device=device, dtype=run.config.model.dtype)
+    model = PeftModel.from_pretrained(base_model, run.adapter_dir)
+    settings = GenerationSettings(batch_size=batch_size)
+    tuned = HFBackend(model, tok, name="tuned", settings=settings)
+    backends = {"base": tuned.with_adapter(False, "base"), "tuned": tuned}
+    for spec in extra_backends:
+        b = exported_backend(run, spec, tok, GenerationSettings(batch_size=batch_size))
+        backends[b.name] = b
+
+    general = load_general()
+    metrics: dict = {"run": str(run.path), "base_model": run.base_model, "probes_file": str(probe_path),
+                     "val_file": str(val_path) if val_path else None, "device": info["device"], "backends": {}}
+    answers: dict[str, list[str]] = {}
+    scores: dict[str, list] = {}
+    regression_answers: dict[str, list[str]] = {}
+    for name, backend in backends.items():
+        log(f"{name}: answering {len(probe_rows)} probes")
+        answers[name] = answer_probes(backend, probe_rows, settings)
+        scores[name] = [score_probe(p, a) for p, a in zip(probe_rows, answers[name], strict=True)]
+        m = {"probes": summarise(probe_rows, scores[name])}
+        if val_path is not None:
+            val_rows = read_jsonl(val_path)
+            max_len = run.config.model.max_seq_length
+            if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
+                loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
+            else:
+                on = backend.model
+                off = on.disable_adapter() if name == "base" else contextlib.nullcontext()
+                with off:
+                    loss, ppl, n = assistant_loss(on, backend.tok, val_rows, max_len=max_len)
+            m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
+        if name in ("base", "tuned"):
+            backend.settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size)
+            regression_answers[name] = backend.answer([[{"role": "user", "content": g["question"]}] for g in general])
+        metrics["backends"][name] = m
+    metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
+    metrics["seconds"] = round(time.time() - started, 1)
+
+    per_probe = [{**p, "answers": {k: answers[k][i] for k in backends},
+                  "scores": {k: {"correct": scores[k][i].correct, "score": round(scores[k][i].score, 4),
+                                 "abstained": scores[k][i].abstained, "reason": scores[k][i].reason}
+                             for k in backends}}
+                 for i, p in enumerate(probe_rows)]
+    atomic.write_jsonl(run.path / "eval" / "answers.jsonl", per_probe)
+    metrics["samples"] = _samples(per_probe)
+    write_report(run, metrics)
+    return metrics
+
+
+def _samples(per_probe: list[dict], n: int = 12) -> list[dict]:
+    """A spread of probes for the side-by-side table: every task, trained and held out."""
+    picked, seen = [], set()
+    for p in per_probe:
+        key = (p.get("task"), p.get("held_out"))
+        if key not in seen or len(picked) < n // 2:
+            seen.add(key)
+            picked.append(p)
+        if len(picked) >= n:
+            break
+    return [{"question": p["plain_question"], "task": p.get("task"), "held_out": p.get("held_out"),
+             "expected": p["expected"], "base": p["answers"]["base"], "tuned": p["answers"]["tuned"],
+             "base_correct": p["scores"]["base"]["correct"], "tuned_correct": p["scores"]["tuned"]["correct"]}
+            for p in picked]
+
