@@ -1,0 +1,1 @@
+"""Evaluation: answer probes with base and tuned (and exported) models, score strictly, report."""

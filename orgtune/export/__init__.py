@@ -1,0 +1,1 @@
+"""Export: merge, GGUF conversion and quantization, verification, Ollama Modelfile."""
