@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--lora-dropout", type=float, default=0.05,
                     help="0 makes both arms draw no random masks, so their per-step losses must agree to float noise")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="both arms use it; auto = bf16 autocast on CPUs with AVX512-BF16/AMX, else fp32")
+                    help="both arms use it; auto = bf16 on CUDA, fp32 elsewhere")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times; report the best of each")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/orgtune-bench")

@@ -114,6 +114,7 @@ def data_build(
     teacher: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL that adds grounded paraphrases (optional).")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves.")] = None,
     teacher_api_key: Annotated[Optional[str], typer.Option(envvar="ORGTUNE_TEACHER_API_KEY", help="API key for the teacher.")] = None,
+    teacher_max_tokens: Annotated[int, typer.Option(help="Longest teacher reply, in tokens.")] = 800,
 ) -> None:
     """Turn documents into train/val chat examples with provenance, plus held-out closed-book probes."""
     from orgtune.data.build import BuildSettings, build
@@ -127,7 +128,7 @@ def data_build(
     settings = BuildSettings(examples_per_fact=examples_per_fact, max_examples_per_doc=max_per_doc,
                              val_fraction=val_fraction, holdout_fraction=holdout, seed=seed, max_file_mb=max_file_mb,
                              task_prefix_format=fmt, teacher_url=teacher, teacher_model=teacher_model,
-                             teacher_api_key=teacher_api_key)
+                             teacher_api_key=teacher_api_key, teacher_max_tokens=teacher_max_tokens)
     result = build(docs, out, settings, log=_echo_err)
     typer.echo(f"wrote {result.out} in {result.manifest['seconds']} s")
     typer.echo(render_stats(data_stats(result.out, model=None)))
@@ -318,6 +319,33 @@ def export_cmd(
                    + (f", EOS {e['eos_stopped']}/{len(e['eos'])}" if "eos" in e else ""))
     out = Path(r["run"]) / "export"
     typer.echo(f"report: {out / 'export_report.md'}" + (f"  Modelfile: {r['ollama']['file']}" if r["ollama"].get("written") else ""))
+
+
+@app.command("serve")
+@friendly
+def serve_cmd(
+    model: Annotated[str, typer.Option(help="Base model: preset, local folder or hub id (loaded once).")] = "smollm2-135m",
+    adapter: Annotated[Optional[list[str]], typer.Option(help="NAME=RUN_DIR: serve a run's adapter as model NAME. "
+                                                              "Repeatable.")] = None,
+    gguf: Annotated[Optional[Path], typer.Option(help="Serve this GGUF file through llama.cpp instead of --model.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="ORGTUNE_API_KEY", help="Require this bearer key on /v1/*.")] = None,
+    admin_key: Annotated[Optional[str], typer.Option(envvar="ORGTUNE_ADMIN_KEY", help="Key for loading/unloading "
+                                                     "adapters at run time (POST/DELETE /v1/adapters).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Requests for one adapter generated together.")] = 8,
+    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 2048,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    engine: Annotated[str, typer.Option(help="hf (this process) or vllm (print, or with --launch run, the vLLM "
+                                             "command with --enable-lora and the adapters).")] = "hf",
+    launch: Annotated[bool, typer.Option("--launch", help="With --engine vllm: run the command.")] = False,
+) -> None:
+    """OpenAI-compatible API: one base model, any number of adapters picked by the request's `model`."""
+    from orgtune.serve.cli import serve
+
+    serve(model=model, adapters=adapter or [], gguf=gguf, host=host, port=port, api_key=api_key, admin_key=admin_key,
+          max_batch=max_batch, max_tokens_limit=max_tokens_limit, device=device, engine=engine, launch=launch,
+          log=_echo_err)
 
 
 def main() -> None:

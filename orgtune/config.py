@@ -74,7 +74,7 @@ class TrainingSection(_Section):
     optim: str = Field("adamw_torch", description="Any transformers optimizer name; *_8bit ones need bitsandbytes.")
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with native bf16, else fp32.")
+        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 elsewhere.")
     padding_free: bool = Field(True, description="Concatenate rows with per-row position ids instead of padding.")
     logging_steps: int = Field(1, gt=0)
     save_steps: int = Field(50, gt=0, description="Checkpoint every N optimizer steps (and at each epoch end).")

@@ -45,6 +45,7 @@ class BuildSettings:
     teacher_url: str | None = None
     teacher_model: str | None = None
     teacher_api_key: str | None = None
+    teacher_max_tokens: int = 800
 
 
 @dataclass
@@ -101,7 +102,8 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
     if s.teacher_url:
         from orgtune.data.teacher import Teacher, teach
 
-        extra, teacher_stats = teach(Teacher(s.teacher_url, s.teacher_model, api_key=s.teacher_api_key), docs,
+        extra, teacher_stats = teach(Teacher(s.teacher_url, s.teacher_model, api_key=s.teacher_api_key,
+                                             max_tokens=s.teacher_max_tokens), docs,
                                      [f for f in facts if f.fact_id not in held], flagged, synth)
         rows.extend(extra)
     rows, removed = dedup.dedup_rows(rows)
