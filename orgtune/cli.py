@@ -105,7 +105,7 @@ def data_build(
     docs: Annotated[list[Path], typer.Argument(help="Document files or folders (.txt .md .html .pdf .docx).")],
     out: Annotated[Path, typer.Option(help="Data folder to write (replaced atomically if it holds an earlier build).")],
     model: Annotated[Optional[str], typer.Option(help="Preset whose data defaults apply (e.g. examples per document).")] = None,
-    examples_per_fact: Annotated[int, typer.Option(help="Phrasings per fact (procedures also get every step-order question).")] = 6,
+    examples_per_fact: Annotated[int, typer.Option(help="Phrasings per fact (procedures also get every step-order question).")] = 5,
     max_per_doc: Annotated[Optional[int], typer.Option(help="Cap on examples per document (default: the preset's, else none).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of examples kept for validation.")] = 0.1,
     holdout: Annotated[float, typer.Option(help="Share of facts held out of training, probed as a hallucination check.")] = 0.15,

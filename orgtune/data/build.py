@@ -35,7 +35,7 @@ KIND = "orgtune-data"
 
 @dataclass
 class BuildSettings:
-    examples_per_fact: int = 6
+    examples_per_fact: int = 5
     max_examples_per_doc: int | None = None
     val_fraction: float = 0.1
     holdout_fraction: float = 0.15

@@ -1,6 +1,6 @@
 """Facts → chat training examples with task prefixes, several phrasings per fact, and provenance.
 
-    examples = synthesize(docs, facts, held_out=ids, settings=SynthSettings(examples_per_fact=6))
+    examples = synthesize(docs, facts, held_out=ids, settings=SynthSettings(examples_per_fact=5))
 
 Every example names the facts it teaches and the source span they come from; the assistant answer
 always restates the full subject and the value (no pronouns), procedures keep their steps in order,
@@ -25,7 +25,7 @@ _TROUBLE_WORDS = re.compile(r"troubleshoot|fault|error|problem|symptom|cause|rem
 
 @dataclass
 class SynthSettings:
-    examples_per_fact: int = 6
+    examples_per_fact: int = 5
     max_examples_per_doc: int | None = None
     seed: int = 0
     task_prefix_format: str = "[{TASK}] {instruction}"

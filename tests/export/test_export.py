@@ -82,6 +82,22 @@ def test_export_merges_converts_verifies_and_writes_a_modelfile(tiny_run, tiny_m
     assert "gguf:q8_0" in r.stdout
 
 
+@pytest.mark.slow
+def test_keep_adapter_ships_the_adapter_a_base_gguf_and_an_adapter_modelfile(tiny_run):
+    shutil.rmtree(tiny_run.path / "export", ignore_errors=True)
+    r = run_cli("export", str(tiny_run.path), "--keep-adapter", "--gguf", "f16", "--max-probes", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tiny_run.path / "export"
+    assert not (out / "merged").exists()
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == \
+        (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes()
+    assert (out / "adapter" / "tokenizer.json").is_file() and (out / "adapter" / "COMPLETE").is_file()
+    lines = (out / "Modelfile").read_text().splitlines()
+    assert "FROM ./base-f16.gguf" in lines and "ADAPTER ./adapter" in lines
+    report = json.loads((out / "export.json").read_text())
+    assert report["mode"] == "adapter" and report["gguf"]["f16"]["problems"] == []
+
+
 def test_missing_converter_fails_before_any_work(tiny_run, monkeypatch, tmp_path):
     shutil.rmtree(tiny_run.path / "export", ignore_errors=True)
     monkeypatch.delenv("ORGTUNE_CONVERTER", raising=False)
