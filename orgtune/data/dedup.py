@@ -64,28 +64,39 @@ def dedup_rows(rows: list[dict], threshold: float = NEAR) -> tuple[list[dict], d
     """Drop exact duplicates (same normalised question and answer) and near-duplicates (question and
     answer each at or above `threshold` similarity to an earlier row's). Different phrasings of one
     fact share an answer but not a question, so they are kept. Returns (kept, counts)."""
-    seen, exact_kept = set(), []
+    seen: dict[str, dict] = {}
+    exact_kept = []
     exact = 0
     for r in rows:
         key = normalise(_row_text(r))
         if key in seen:
             exact += 1
+            _absorb(seen[key], r)
             continue
-        seen.add(key)
+        seen[key] = r
         exact_kept.append(r)
     lsh = MinHashLSH(threshold=threshold, num_perm=128)
     kept, kept_sh, near = [], [], 0
     for r in exact_kept:
         q, a = shingles(r["messages"][0]["content"]), shingles(r["messages"][-1]["content"])
         m = _minhash(q)
-        if any(jaccard(q, kept_sh[int(k)][0]) >= threshold and jaccard(a, kept_sh[int(k)][1]) >= threshold
-               for k in lsh.query(m)):
+        twin = next((int(k) for k in lsh.query(m) if jaccard(q, kept_sh[int(k)][0]) >= threshold
+                     and jaccard(a, kept_sh[int(k)][1]) >= threshold), None)
+        if twin is not None:
             near += 1
+            _absorb(kept[twin], r)
             continue
         lsh.insert(str(len(kept)), m)
         kept.append(r)
         kept_sh.append((q, a))
     return kept, {"exact": exact, "near": near}
+
+
+def _absorb(kept: dict, dropped: dict) -> None:
+    """The kept row teaches what its duplicate taught: the same statement of a fact that two documents
+    (or two spans) both make. Its fact ids join the kept row's, so coverage counts them."""
+    if "fact_ids" in kept and dropped.get("fact_ids"):
+        kept["fact_ids"] = list(dict.fromkeys([*kept["fact_ids"], *dropped["fact_ids"]]))
 
 
 def leakage(probe_questions: list[str], train_questions: list[str], threshold: float = NEAR) -> dict[int, str]:
