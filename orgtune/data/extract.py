@@ -114,10 +114,17 @@ _DEFAULT_PATTERNS = [
 ]
 _VALUE_STOP = re.compile(r"(?:[;]|\s\(|,\s(?:but|which|unless|and|so|meaning|i\.e\.|e\.g\.|except)\b|"
                          r"\s(?:unless|if|when|except|but|which means|so that|because|for all|on all)\s)", re.I)
+# An infinitive value ('to listen on all local addresses') keeps its prepositions.
+_CLAUSE_STOP = re.compile(r"(?:[;]|\s\(|,\s|\s(?:unless|if|when|except|but|which means|so that|because)\s)", re.I)
+_CONDITIONAL = re.compile(r"^\W*(?:if|when|whenever|unless|once|while|where)\b", re.I)
+_DEFAULT_MARK = 6  # index of the '(the default)' pattern: the only one a conditional sentence may use
+_SUFFIX_BY_DEFAULT = 4  # '… is X by default': X must not be a clause of its own
+_VALUE_WORDS = {"none", "yes", "no", "on", "off", "true", "false", "enabled", "disabled", "empty", "unset"}
 
 
 def clean_value(val: str) -> str:
-    val = _VALUE_STOP.split(val, maxsplit=1)[0]
+    stop = _CLAUSE_STOP if re.match(r"(?:not )?to \w", val.strip(), re.I) else _VALUE_STOP
+    val = stop.split(val, maxsplit=1)[0]
     val = val.strip().rstrip(".").strip().strip("`'\"“”‘’*").strip()
     if len(val) > 60 and "," in val:
         val = val.split(",", 1)[0]
@@ -125,22 +132,53 @@ def clean_value(val: str) -> str:
 
 
 def default_statements(sentence: str) -> tuple[str | None, str] | None:
-    """(subject or None, value) of a default statement, or None when the sentence states no default."""
+    """(subject or None, value) of a default statement, or None when the sentence states no default.
+
+    A conditional ('If X is set to 15, …', 'If the default is overridden, …') states no default unless
+    it marks one ('If this option is set to no (the default) …'); 'By default, no X is run' is X = none;
+    a value with no letter or digit ('The default is:' before a list) is not taken."""
     if not re.search(r"\bdefault|\bset to\b|\bpreset to\b|\bconfigured to\b", sentence, re.I):
         return None
-    for pat in _DEFAULT_PATTERNS:
+    conditional = bool(_CONDITIONAL.match(sentence))
+    for k, pat in enumerate(_DEFAULT_PATTERNS):
+        if conditional and k != _DEFAULT_MARK:
+            continue
         m = pat.search(sentence)
         if not m:
             continue
         val = clean_value(m.group("val"))
-        if not val or len(val) > 80:
+        if not val or len(val) > 80 or not re.search(r"\w", val):
+            continue
+        if k == _SUFFIX_BY_DEFAULT and re.search(r"\b(?:is|are|was|were|will)\b", val, re.I):
             continue
         subj = m.groupdict().get("subj")
         subj = clean_name(subj) if subj else None
+        if subj and subj.lower() in _VALUE_WORDS:  # 'The default none is to never expire …'
+            subj, val = None, subj
+        elif subj and re.match(r"^no\s+\S", subj, re.I):  # 'By default, no banner is displayed'
+            subj, val = clean_name(subj[3:]), "none"
         if subj and (is_generic(subj) or len(subj.split()) > 8):
             subj = None
         return subj, val
     return None
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(?:[a-z0-9][A-Z]|_)[A-Za-z0-9_.-]*$")  # 'PermitListen', 'max_wal_size'
+
+
+def default_subject(subj: str | None, val: str, sentence: str, context: str) -> tuple[str, str, bool]:
+    """Who a default statement is about: its own subject, or the entry it sits under. Under an
+    identifier-named entry ('PermitListen') a plain-words subject ('By default all port forwarding
+    listen requests are permitted') makes the whole clause the value. Returns (subject, value, clause)."""
+    if not subj:
+        return context, val, False
+    if subj.lower() == context.lower():
+        return context, val, False
+    if _IDENTIFIER.match(context) and re.fullmatch(r"[a-z][a-z\s-]*", subj) and len(val.split()) <= 4:
+        clause = re.sub(r"^\W*by default,?\s*", "", sentence.strip(), flags=re.I).rstrip(".")
+        if clause and len(clause) <= 100:
+            return context, clause[:1].upper() + clause[1:], True
+    return subj, val, False
 
 
 # --- definitions ---------------------------------------------------------------------------------
@@ -247,9 +285,9 @@ def extract_facts(doc: Document) -> list[Fact]:
         for span, text in _statements(doc, block):
             d = default_statements(text)
             if d:
-                subj, val = d
-                facts.append(_fact(doc, "default", subj or context_name(doc, block, span[0]), "default", val, span, block,
-                                   context={"sentence": text}))
+                subj, val, clause = default_subject(*d, text, context_name(doc, block, span[0]))
+                facts.append(_fact(doc, "default", subj, "default", val, span, block,
+                                   context={"sentence": text, **({"clause": True} if clause else {})}))
                 continue
             if block.kind == "paragraph":
                 definition = definition_of(text)

@@ -5,7 +5,8 @@
 Every example names the facts it teaches and the source span they come from; the assistant answer
 always restates the full subject and the value (no pronouns), procedures keep their steps in order,
 and table rows are asked both ways ("What does code E4 mean?" / "Which code means …?"). Held-out
-facts get no example and their sentences are cut from recitation passages.
+facts get no example and their sentences are cut from recitation passages. Default statements get
+two phrasings more than `examples_per_fact`.
 """
 
 from __future__ import annotations
@@ -94,14 +95,19 @@ def _spec(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
 def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     s, v, p = _lc(f.subject), f.value, _product(doc)
     on = f" on {_the(p)}" if p.lower() not in s.lower() else ""
-    ans = _sentence(f"By default, {_the(s)}{on} is {v}")
-    alt = _sentence(f"The default {s}{on} is {v}")
+    if f.context.get("clause"):  # the value is a whole statement: 'All port forwarding requests are permitted'
+        ans = alt = _sentence(f"{s}{on}: by default, {v[:1].lower() + v[1:]}")
+    else:
+        ans = _sentence(f"By default, {_the(s)}{on} is {v}")
+        alt = _sentence(f"The default {s}{on} is {v}")
     return [("default.what", "SPEC", f"What is the default {s}{on}?", alt),
             ("default.to", "SPEC", f"What does {_the(s)}{on} default to?", ans),
             ("default.factory", "SPEC", f"What is {_the(s)}{on} set to by default?", ans),
             ("default.unchanged", "SPEC", f"If nobody changes it, what is {_the(s)}{on}?", alt),
             ("default.initial", "SPEC", f"What is the initial {s}{on} before any change?", ans),
-            ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt)]
+            ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt),
+            ("default.unset", "SPEC", f"If {_the(s)} is left unset{on}, what value applies?", ans),
+            ("default.standard", "SPEC", f"What value does {_the(s)} take by default{on}?", alt)]
 
 
 def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -237,7 +243,9 @@ def synthesize(docs: list[Document], facts: list[Fact], *, held_out: set[str], s
                 chosen = whole + order  # long answers: every phrasing (few per document)
             else:
                 rng.shuffle(templates)
-                chosen = templates[:settings.examples_per_fact]
+                # Defaults are short and look alike across a reference ('The default is yes.'): two more
+                # phrasings each, which cost little since the answers are one short sentence.
+                chosen = templates[:settings.examples_per_fact + (2 if f.kind == "default" else 0)]
             per_fact.append([Example(task, q, a, [f.fact_id], doc, f.span, f.section_path, name)
                              for name, task, q, a in chosen])
         per_fact.append(_row_examples(doc, trained))

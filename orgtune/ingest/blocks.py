@@ -199,7 +199,7 @@ class DocBuilder:
 
 _KV = re.compile(
     r"^(?P<key>[A-Za-z][^:=\u2014\u2013]{0,60}?)\s*"
-    r"(?::|\s[\u2014\u2013]\s|\s-{1,2}\s|\s*\.{3,}\s*|\s*=\s*)\s*(?P<value>\S.{0,120})$")
+    r"(?::(?=\s)|\s[\u2014\u2013]\s|\s-{1,2}\s|\s*\.{3,}\s*|\s*=\s*)\s*(?P<value>\S.{0,120})$")
 
 
 def split_kv(line: str) -> tuple[str, str] | None:

@@ -16,7 +16,13 @@ Rules, per blank-line block:
 - lines starting "- ", "* ", "• " are bullets; "1." / "1)" / "Step 1:" lines are steps; an indented or
   lower-case line continues the item above it;
 - a short label line whose next line is indented deeper is a term (man-page style) and becomes a heading
-  one level below the enclosing heading, so its description is filed under it;
+  one level below the enclosing heading, so its description is filed under it; so is a one-word label
+  followed on the same line by its description when that description starts at the column the
+  document's other term descriptions start at ('Port    Specifies the port…');
+- a term nested inside a term's description (indented deeper than the terms around it) becomes a
+  list item 'term: description', so that the text after the nested list stays under the outer term;
+- a manual page's running header and footer lines ('SSHD_CONFIG(5)   …   SSHD_CONFIG(5)') are dropped,
+  and its NAME section ('sshd_config — OpenSSH daemon configuration file') gives the title;
 - other lines form a paragraph, or one key/value block per line when every line is key/value.
 """
 
@@ -34,12 +40,26 @@ UNDERLINE = re.compile(r"^\s*(?:={3,}|-{3,})\s*$")
 _END_PUNCT = (".", ":", ";", ",", "!", "?")
 
 
-def read_text(text: str, b: DocBuilder) -> None:
-    """Append the blocks of a plain-text document to `b`."""
+_MAN_HEADER = re.compile(r"^(?P<page>\S+\(\w+\))\s{2,}.*\s{2,}(?P=page)$|^(?P<os>\S+)\s{2,}.+\s{2,}(?P=os)$")
+_MAN_NAME = re.compile(r"^\s+(?P<names>\S+(?:,\s*\S+)*)\s+[\u2014\u2013-]\s+\S")
+_SAME_LINE_TERM = re.compile(r"^(?P<indent>\s+)(?P<term>[^\s:]{1,40})(?P<gap>\s{2,})(?P<text>\S.*)$")
+
+
+def read_text(text: str, b: DocBuilder) -> str | None:
+    """Append the blocks of a plain-text document to `b`; returns the title a manual page's NAME
+    section gives, else None (the first heading is the title)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n").split("\n")
     blocks = split_blocks(lines)
+    blocks = [blk for blk in blocks if not (len(blk) == 1 and _MAN_HEADER.match(blk[0].strip()))]
+    title = None
+    for k, blk in enumerate(blocks):
+        body = blk[1:] or (blocks[k + 1] if k + 1 < len(blocks) else [])
+        if blk[0].strip() == "NAME" and body and (m := _MAN_NAME.match(body[0])):
+            title = m.group("names")
+            break
     titled = bool(blocks) and len(blocks[0]) > 1 and UNDERLINE.match(blocks[0][1]) and "=" in blocks[0][1]
     emit_blocks(blocks, b, heading_offset=1 if titled else 0)
+    return title
 
 
 def split_blocks(lines: list[str]) -> list[list[str]]:
@@ -90,6 +110,7 @@ class _Piece:
     level: int = 0  # heading level
     relative: bool = False  # an ALL-CAPS or numbered heading: its level moves with `heading_offset`
     first: int = 0  # steps / numbered: number of the first item
+    indent: int = 0  # term: the label's indentation
 
 
 def _step(line: str) -> tuple[int, str] | None:
@@ -118,8 +139,21 @@ def _collect_items(lines: list[str], i: int, kind: str) -> tuple[_Piece, int]:
     return piece, i
 
 
-def _parse_block(lines: list[str]) -> list[_Piece]:
-    if len(lines) == 1:
+def term_column(blocks: list[list[str]]) -> int | None:
+    """The column most term descriptions start at ('AllowAgentForwarding' / '        Specifies…')."""
+    columns = [_indent(blk[1]) for blk in blocks if len(blk) > 1 and is_term(blk[0], blk[1])]
+    return max(set(columns), key=columns.count) if len(columns) >= 2 else None
+
+
+def _same_line_term(lines: list[str], column: int | None) -> re.Match | None:
+    m = _SAME_LINE_TERM.match(lines[0])
+    if not m or column is None or m.end("gap") != column or len(m.group("indent")) >= column:
+        return None
+    return m if all(_indent(line) == column for line in lines[1:]) else None
+
+
+def _parse_block(lines: list[str], column: int | None = None) -> list[_Piece]:
+    if len(lines) == 1 and not _same_line_term(lines, column):
         line = lines[0]
         if UNDERLINE.match(line):
             return []
@@ -136,8 +170,11 @@ def _parse_block(lines: list[str]) -> list[_Piece]:
         pieces.append(_Piece("heading", [lines[0]], level=1, relative=True))
         i = 1
     elif len(lines) > 1 and is_term(lines[0], lines[1]):
-        pieces.append(_Piece("term", [lines[0].strip()]))
+        pieces.append(_Piece("term", [lines[0].strip()], indent=_indent(lines[0])))
         i = 1
+    elif m := _same_line_term(lines, column):
+        pieces.append(_Piece("term", [m.group("term")], indent=len(m.group("indent"))))
+        lines = [" " * column + m.group("text"), *lines[1:]]
     while i < len(lines):
         line = lines[i]
         if i + 1 < len(lines) and UNDERLINE.match(lines[i + 1]) and not UNDERLINE.match(line):
@@ -192,11 +229,25 @@ def emit_blocks(blocks: list[list[str]], b: DocBuilder, heading_offset: int = 0)
     """Classify blank-line-separated blocks of lines and append them to `b` in order; ALL-CAPS and
     numbered headings get `heading_offset` added to their level (to sit under a title or larger headings)."""
     level = heading_offset
-    for p in _resolve([piece for blk in blocks for piece in _parse_block(blk)]):
+    column = term_column(blocks)
+    pieces = _resolve([piece for blk in blocks for piece in _parse_block(blk, column)])
+    outer: int | None = None  # indentation of the terms under the current heading
+    k = 0
+    while k < len(pieces):
+        p = pieces[k]
+        k += 1
         if p.kind == "heading":
             level = p.level + (heading_offset if p.relative else 0)
+            outer = None
             b.heading(p.items[0], level)
+        elif p.kind == "term" and outer is not None and p.indent > outer:  # nested in a term's description
+            item = p.items[0]
+            if k < len(pieces) and pieces[k].kind == "text":
+                item += ": " + " ".join(line.strip() for line in pieces[k].items)
+                k += 1
+            b.bullets([item])
         elif p.kind == "term":  # one level below the enclosing heading, siblings of each other
+            outer = p.indent if outer is None else min(outer, p.indent)
             b.heading(p.items[0], level + 1)
         elif p.kind == "list":
             b.bullets(p.items)

@@ -71,6 +71,20 @@ def test_spans_slice_the_stated_value(extracted):
     ("This parameter defaults to on.", None, "on"),
     ("Valid arguments are any (the default), inet or inet6.", None, "any"),
     ("Sets the default time zone for displaying times.", None, None),
+    # conditionals state no default unless they mark one
+    ("If ClientAliveInterval is set to 15, clients are dropped after 45 seconds.", None, None),
+    ("If the default is overridden, every method must complete.", None, None),
+    ("When forwarding is enabled, the proxy is configured to listen on the wildcard address.", None, None),
+    ("If this option is set to no (the default) then only addresses may be used.", None, "no"),
+    # a list follows the colon: no value in this sentence
+    ("The default is:", None, None),
+    # 'no X is Y' means X is none; a value word standing where the subject would be is the value
+    ("By default, no banner is displayed.", "banner", "none"),
+    ("The default none is to never expire connections.", None, "none"),
+    # '… is X by default' where X is a clause of its own is not a default value
+    ("This option is intended for debugging and no overrides are enabled by default.", None, None),
+    # an infinitive value keeps its prepositions
+    ("The default is to listen on all local addresses.", None, "to listen on all local addresses"),
 ])
 def test_default_patterns(sentence, subject, value):
     got = default_statements(sentence)
@@ -104,3 +118,59 @@ def test_man_page_style_text(tmp_path):
 def test_definitions():
     assert definition_of("Pre-infusion is a low-pressure soak of the puck.") == ("Pre-infusion", "a low-pressure soak of the puck")
     assert definition_of("It is a machine that makes coffee.") is None
+
+
+MAN_PAGE = """\
+FROBD_CONFIG(5)                  File Formats Manual                  FROBD_CONFIG(5)
+
+NAME
+     frobd_config — Frob daemon configuration file
+
+DESCRIPTION
+     frobd(8) reads its configuration from /etc/frobd.conf.
+
+     ChannelIdle
+             Specifies how quickly idle channels are closed.  The available channel types include:
+
+             agent-connection
+                     Open connections to the agent.
+
+             x11-connection
+                     Open X11 forwarding sessions.
+
+             The default is not to close idle channels.
+
+     Port    Specifies the port number that frobd(8) listens on.  The default is 4040.
+
+     PermitListen
+             Specifies the addresses on which remote forwarding may listen.  By default all port forwarding listen
+             requests are permitted.
+
+     Ciphers
+             Specifies the ciphers allowed.  The default is:
+
+                   chacha20-poly1305,aes128-ctr
+
+     PidFile
+             Specifies the file that contains the process ID.  The default is /run/frobd.pid.
+
+BSD                                 January 18, 2023                                 BSD
+"""
+
+
+def test_manual_page_layout(tmp_path):
+    """A rendered manual page: title from NAME, header/footer dropped, same-line terms, nested terms
+    that leave the text after them under the outer term, and defaults filed under the right option."""
+    page = tmp_path / "frobd_config.txt"
+    page.write_text(MAN_PAGE, encoding="utf-8")
+    doc = read_document(page)
+    assert doc.title == "frobd_config"
+    assert "FROBD_CONFIG(5)" not in doc.text and "January 18, 2023" not in doc.text
+    headings = [doc.span_text((b.start, b.end)) for b in doc.blocks if b.kind == "heading"]
+    assert headings == ["NAME", "DESCRIPTION", "ChannelIdle", "Port", "PermitListen", "Ciphers", "PidFile"]
+    nested = [b for b in doc.blocks if b.kind == "list"]
+    assert [b.heading_path[-1] for b in nested] == ["ChannelIdle", "ChannelIdle"]
+    assert doc.span_text((nested[0].start, nested[0].end)).endswith("agent-connection: Open connections to the agent.")
+    defaults = {(f.subject, f.value) for f in extract_facts(doc) if f.kind == "default"}
+    assert defaults == {("ChannelIdle", "not to close idle channels"), ("Port", "4040"), ("PidFile", "/run/frobd.pid"),
+                        ("PermitListen", "All port forwarding listen requests are permitted")}

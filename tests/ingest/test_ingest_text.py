@@ -84,3 +84,10 @@ def test_caps_and_numbered_headings_sit_under_a_title(summary):
         ("heading", ["Halvo Quick Start"], "1. Setup"),
         ("paragraph", ["Halvo Quick Start", "1. Setup"], "Plug it in."),
     ]
+
+
+def test_key_value_lines_need_a_separator_not_a_host_port():
+    from orgtune.ingest.blocks import split_kv
+    assert split_kv("Tire pressure: 35 psi") == ("Tire pressure", "35 psi")
+    assert split_kv("Torque — 110 N·m") == ("Torque", "110 N·m")
+    assert split_kv("PermitListen host:port") is None  # syntax, not 'PermitListen host' = 'port'
