@@ -39,6 +39,12 @@ demo: install
 	$(BIN)/orgtune train --data $(DEMO)/data --out $(DEMO)/run --save-steps 1000
 	$(BIN)/orgtune eval $(DEMO)/run
 	$(BIN)/orgtune export $(DEMO)/run --gguf q8_0,q4_k_m
+ifeq ($(DPO),1)
+	# Optional DPO stage (`make demo DPO=1`): pairs from the SFT model's own answers, DPO on top, base → SFT → DPO.
+	$(BIN)/orgtune data prefs $(DEMO)/data --model $(DEMO)/run --out $(DEMO)/prefs.jsonl
+	$(BIN)/orgtune train --method dpo --data $(DEMO)/prefs.jsonl --init-adapter $(DEMO)/run --out $(DEMO)/dpo --save-steps 1000
+	$(BIN)/orgtune eval $(DEMO)/dpo
+endif
 
 readme: install
 	$(BIN)/python -m orgtune.cli_reference --write README.md

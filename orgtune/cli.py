@@ -160,10 +160,36 @@ def data_trace(
     typer.echo(trace(item_id, find_data_dir(data)))
 
 
+@data_app.command("prefs")
+@friendly
+def data_prefs(
+    data_dir: Annotated[Path, typer.Argument(help="A folder made by `orgtune data build`.")],
+    model: Annotated[str, typer.Option(help="Who answers: a finished run folder (usually the SFT run) or a preset/folder.")],
+    out: Annotated[Path, typer.Option(help="Preference file to write (PREFS.jsonl; held-out pairs go to PREFS.val.jsonl).")],
+    questions_per_fact: Annotated[int, typer.Option(help="Unused phrasings of each trained fact to ask.")] = 2,
+    abstain_share: Annotated[float, typer.Option(help="Questions the documents do not answer, per fact question.")] = 0.25,
+    val_fraction: Annotated[float, typer.Option(help="Share of facts whose pairs are held out for evaluation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for corruptions and the split.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Questions generated per batch.")] = 16,
+    max_questions: Annotated[Optional[int], typer.Option(help="Ask at most N fact questions (a random spread).")] = None,
+) -> None:
+    """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
+    from orgtune.data.prefs import PrefSettings, build_prefs
+
+    settings = PrefSettings(questions_per_fact=questions_per_fact, abstain_share=abstain_share,
+                            val_fraction=val_fraction, seed=seed, batch_size=batch_size, max_questions=max_questions)
+    result = build_prefs(data_dir, model, out, settings, log=_echo_err)
+    c = result.counts
+    typer.echo(f"wrote {c['train']} pairs to {result.train} and {c['val']} held-out pairs to {result.val} "
+               f"in {c['seconds']} s")
+    typer.echo("rejected answers: " + ", ".join(f"{k} {v}" for k, v in sorted(c["rejected_kinds"].items())))
+    typer.echo(f"the model was right on {c['model_right_on_fact_questions']} of {c['questions']} fact questions")
+
+
 @app.command()
 @friendly
 def train(
-    data: Annotated[Path, typer.Option(help="Training JSONL, or a folder with train.jsonl (and val.jsonl).")],
+    data: Annotated[Path, typer.Option(help="Training JSONL, or a folder with train.jsonl (and val.jsonl); with --method dpo a preference file.")],
     out: Annotated[Path, typer.Option(help="Run folder to create (or to resume, if it holds this same run).")],
     model: Annotated[Optional[str], typer.Option(help="Preset, local folder or hub id (default smollm2-135m).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML run config (model / lora / qlora / training); flags override it.")] = None,
@@ -187,9 +213,20 @@ def train(
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also log to RUN/tensorboard.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    method: Annotated[str, typer.Option(help="sft, or dpo (preference pairs; usually with --init-adapter SFT_RUN).")] = "sft",
+    beta: Annotated[Optional[float], typer.Option(help="DPO: how far the policy may move from the reference.")] = None,
+    loss_type: Annotated[Optional[str], typer.Option(help="DPO loss: sigmoid, ipo, hinge, robust, … (TRL's names).")] = None,
 ) -> None:
-    """Train a LoRA adapter (SFT, assistant tokens only). Re-running the same command resumes after a crash."""
-    from orgtune.train.sft import train as run_training
+    """Train a LoRA adapter: SFT (assistant tokens only), or DPO on preference pairs on top of an SFT run.
+    Re-running the same command resumes after a crash."""
+    if method not in ("sft", "dpo"):
+        raise OrgtuneError(f"--method {method!r}: unknown", fix="use --method sft or --method dpo")
+    if method == "sft" and (beta is not None or loss_type is not None):
+        raise OrgtuneError("--beta and --loss-type are DPO settings", fix="add --method dpo, or drop them")
+    if method == "dpo":
+        from orgtune.train.dpo import train_dpo as run_training
+    else:
+        from orgtune.train.sft import train as run_training
 
     overrides = {
         "model": {"name": model, "max_seq_length": max_seq_length, "device": device, "dtype": dtype},
@@ -198,6 +235,7 @@ def train(
         "training": {"num_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": batch_size,
                      "gradient_accumulation_steps": grad_accum, "max_steps": max_steps, "seed": seed,
                      "save_steps": save_steps, "tensorboard": tensorboard, "val_fraction": val_fraction},
+        "dpo": {"beta": beta, "loss_type": loss_type},
     }
     overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
     run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},

@@ -1,4 +1,4 @@
-"""Typed run configuration: model / lora / qlora / training, as in the design notes' YAML.
+"""Typed run configuration: model / lora / qlora / training (and dpo), as in the design notes' YAML.
 
 Precedence, lowest first: built-in defaults < the model preset's defaults < `--config run.yaml` <
 command-line flags. The resolved config is saved as `config.yaml` in the run folder and read back by
@@ -96,11 +96,24 @@ class TrainingSection(_Section):
         return data
 
 
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+class DpoSection(_Section):
+    """Used by `orgtune train --method dpo` only."""
+
+    beta: float = Field(0.1, gt=0, description="How far the policy may move from the reference (higher: less).")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: sigmoid (DPO), ipo, hinge, robust, …")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust DPO / EXO label smoothing.")
+
+
 class RunConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     qlora: QloraSection = Field(default_factory=QloraSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    dpo: DpoSection = Field(default_factory=DpoSection)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

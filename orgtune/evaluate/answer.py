@@ -37,10 +37,12 @@ class GenerationSettings:
 class HFBackend:
     """A transformers model, optionally with a PEFT adapter that can be switched off per call."""
 
-    def __init__(self, model, tok, *, name: str, settings: GenerationSettings | None = None, use_adapter: bool = True):
+    def __init__(self, model, tok, *, name: str, settings: GenerationSettings | None = None, use_adapter: bool = True,
+                 adapter: str | None = None):
         self.model, self.tok, self.name = model.eval(), tok, name
         self.settings = settings or GenerationSettings()
         self.use_adapter = use_adapter
+        self.adapter = adapter  # which of a PEFT model's adapters answers (None: the active one)
         self.tok.padding_side = "left"
         from orgtune.data.tokenize import end_of_turn
 
@@ -50,16 +52,27 @@ class HFBackend:
             stops.add(tok.convert_tokens_to_ids(eot))
         self.stop_ids = sorted(i for i in stops if i is not None)
 
-    def with_adapter(self, enabled: bool, name: str) -> HFBackend:
-        """The same loaded weights answering with the adapter on or off (no second copy of the model)."""
+    def with_adapter(self, enabled: bool, name: str, adapter: str | None = None) -> HFBackend:
+        """The same loaded weights answering with the adapter on or off, or with another loaded adapter
+        (no second copy of the model)."""
         other = HFBackend.__new__(HFBackend)
         other.__dict__.update(self.__dict__)
         other.use_adapter, other.name = enabled, name
+        if adapter is not None:
+            other.adapter = adapter
         return other
 
-    def answer(self, conversations: list[list[dict]]) -> list[str]:
+    def active(self):
+        """A context in which the model computes as this backend: adapters off, or this one's adapter on."""
         import contextlib
 
+        if not self.use_adapter and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        if self.adapter is not None and hasattr(self.model, "set_adapter"):
+            self.model.set_adapter(self.adapter)
+        return contextlib.nullcontext()
+
+    def answer(self, conversations: list[list[dict]]) -> list[str]:
         import torch
 
         s = self.settings
@@ -68,9 +81,7 @@ class HFBackend:
         prompts = [render(self.tok, c, add_generation_prompt=True) for c in conversations]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         answers: list[str] = [""] * len(prompts)
-        off = contextlib.nullcontext()
-        if not self.use_adapter and hasattr(self.model, "disable_adapter"):
-            off = self.model.disable_adapter()
+        off = self.active()
         gen = dict(max_new_tokens=s.max_new_tokens, pad_token_id=self.tok.pad_token_id, eos_token_id=self.stop_ids)
         if s.temperature > 0:
             gen.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)

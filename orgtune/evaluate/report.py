@@ -42,6 +42,11 @@ def summary_table(m: dict) -> str:
     r = m["regression"]
     lines.append(f"general instructions right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}; "
                  f"worse {r['worse']}, better {r['better']}")
+    p = m.get("preferences")
+    if p:
+        lines.append(f"held-out preference pairs ({p['pairs']}): tuned prefers chosen "
+                     f"{_pct(p['by_backend']['tuned']['prefers_chosen'])} (sft {_pct(p['by_backend']['sft']['prefers_chosen'])}); "
+                     f"reward margin {_num(p.get('reward_margin_mean'))}, reward accuracy {_pct(p.get('reward_accuracy'))}")
     return "\n".join(lines)
 
 
@@ -146,6 +151,18 @@ def write_report(run: Run, m: dict) -> None:
             v = m["backends"][n].get("val", {})
             lines.append(f"| {n} | {_num(v.get('loss'))} | {_num(v.get('perplexity'), '.2f')} | {v.get('tokens', '–')} |")
         lines.append("")
+    p = m.get("preferences")
+    if p:
+        lines += ["## Preference pairs held out of DPO", "",
+                  f"{p['pairs']} pairs from `{p['file']}` that DPO never trained on. *Prefers chosen*: the share of "
+                  "pairs where the backend gives the grounded answer a higher log-probability than the rejected one. "
+                  f"Reward = {p['beta']} × (log p(tuned) − log p(sft)), DPO's implicit reward against its reference.", "",
+                  "| backend | prefers chosen | mean log-prob margin (chosen − rejected) |", "|---|---|---|"]
+        for n, b in p["by_backend"].items():
+            lines.append(f"| {n} | {_pct(b['prefers_chosen'])} | {_num(b['mean_logp_margin'])} |")
+        lines += ["", f"Reward margin (mean): {_num(p.get('reward_margin_mean'))}; reward accuracy: "
+                  f"{_pct(p.get('reward_accuracy'))}; chosen reward {_num(p.get('chosen_reward_mean'))}, "
+                  f"rejected reward {_num(p.get('rejected_reward_mean'))}.", ""]
     r = m["regression"]
     lines += ["## General instructions (regression check)", "", f"Rule: {r['rule']}.", "",
               f"Right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}. "

@@ -12,7 +12,6 @@ metrics.json, plots/*.png and eval/answers.jsonl; returns the metrics.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections import defaultdict
@@ -109,7 +108,8 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
     from orgtune.models.loading import load_model
 
     run = read_complete_run(run_dir)
-    probe_path, val_path = data_files(run, probes)
+    parent = sft_parent(run)
+    probe_path, val_path = data_files(parent or run, probes)
     probe_rows = read_jsonl(probe_path)
     if max_probes and len(probe_rows) > max_probes:
         probe_rows = sorted(random.Random(0).sample(probe_rows, max_probes), key=lambda p: p["probe_id"])
@@ -117,8 +117,12 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
     base_model, tok, info = load_model(run.base_model, device=device, dtype=run.config.model.dtype)
     model = PeftModel.from_pretrained(base_model, run.adapter_dir)
     settings = GenerationSettings(batch_size=batch_size)
-    tuned = HFBackend(model, tok, name="tuned", settings=settings)
-    backends = {"base": tuned.with_adapter(False, "base"), "tuned": tuned}
+    tuned = HFBackend(model, tok, name="tuned", settings=settings, adapter="default")
+    backends = {"base": tuned.with_adapter(False, "base")}
+    if parent is not None:  # a DPO run: its SFT parent answers too, from the same weights
+        model.load_adapter(str(parent.adapter_dir), adapter_name="sft")
+        backends["sft"] = tuned.with_adapter(True, "sft", adapter="sft")
+    backends["tuned"] = tuned
     for spec in extra_backends:
         b = exported_backend(run, spec, tok, GenerationSettings(batch_size=batch_size))
         backends[b.name] = b
@@ -140,16 +144,16 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
             if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
                 loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
             else:
-                on = backend.model
-                off = on.disable_adapter() if name == "base" else contextlib.nullcontext()
-                with off:
-                    loss, ppl, n = assistant_loss(on, backend.tok, val_rows, max_len=max_len)
+                with backend.active():
+                    loss, ppl, n = assistant_loss(backend.model, backend.tok, val_rows, max_len=max_len)
             m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
         if name in ("base", "tuned"):
             backend.settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size)
             regression_answers[name] = backend.answer([[{"role": "user", "content": g["question"]}] for g in general])
         metrics["backends"][name] = m
     metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
+    if parent is not None:
+        metrics["preferences"] = _preferences(run, backends, log)
     metrics["seconds"] = round(time.time() - started, 1)
 
     per_probe = [{**p, "answers": {k: answers[k][i] for k in backends},
@@ -161,6 +165,33 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
     metrics["samples"] = _samples(per_probe)
     write_report(run, metrics)
     return metrics
+
+
+def sft_parent(run: Run) -> Run | None:
+    """The SFT run a DPO run started from (None for SFT runs, or DPO trained from the bare base)."""
+    if run.manifest.get("method") != "dpo" or not run.manifest.get("parent"):
+        return None
+    return read_complete_run(Path(run.manifest["parent"]["run"]))
+
+
+def _preferences(run: Run, backends: dict, log) -> dict | None:
+    """Reward margin and preference accuracy on the DPO run's held-out pairs (its validation file)."""
+    from orgtune.data.formats import load_rows
+    from orgtune.evaluate.prefs import pair_logps, preference_metrics
+
+    val = run.manifest["data"].get("val", {}).get("path")
+    if not val or not Path(val).is_file():
+        log("no held-out preference pairs (the DPO run had no validation file): preference metrics skipped")
+        return None
+    rows = [{"prompt": r.messages, "chosen": r.chosen, "rejected": r.rejected}
+            for r in load_rows(Path(val), allowed=("preference",)).rows]
+    logps = {}
+    for name in ("base", "sft", "tuned"):
+        with backends[name].active():
+            logps[name] = pair_logps(backends[name].model, backends[name].tok, rows, max_len=run.config.model.max_seq_length)
+    out = preference_metrics(logps, reference="sft", policy="tuned", beta=run.config.dpo.beta)
+    out["file"] = val
+    return out
 
 
 def _samples(per_probe: list[dict], n: int = 12) -> list[dict]:

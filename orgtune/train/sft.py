@@ -43,9 +43,12 @@ class Prepared:
     resuming: bool
 
 
-def resolve_data(data: Path, val: Path | None) -> tuple[Path, Path | None]:
-    """--data is a JSONL file or a folder with train.jsonl (and val.jsonl, used unless --val is given)."""
+def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> tuple[Path, Path | None]:
+    """--data is a JSONL file or a folder with train.jsonl (and val.jsonl, used unless --val is given);
+    with `sibling_val`, X.jsonl's validation file X.val.jsonl is used too (preference files)."""
     data = Path(data)
+    if sibling_val and data.is_file() and val is None and data.with_name(data.stem + ".val.jsonl").is_file():
+        return data, data.with_name(data.stem + ".val.jsonl")
     if data.is_dir():
         train = data / "train.jsonl"
         if not train.is_file():
@@ -59,7 +62,8 @@ def resolve_data(data: Path, val: Path | None) -> tuple[Path, Path | None]:
 
 
 def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
-            val: Path | None = None, resume: bool = False, init_adapter: Path | None = None) -> Prepared:
+            val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
+            formats: tuple[str, ...] = SFT_FORMATS) -> Prepared:
     overrides = dict(overrides or {})
     parent = runfolder.read_complete_run(init_adapter) if init_adapter else None
     if parent is not None:
@@ -71,10 +75,10 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
                                fix="drop --model (the parent's base is used) or start a fresh run without --init-adapter")
         cfg.lora = parent.config.lora  # an adapter keeps its rank and targets
 
-    train_path, val_path = resolve_data(data, val)
-    files = [load_rows(train_path, allowed=SFT_FORMATS)]
+    train_path, val_path = resolve_data(data, val, sibling_val=formats == ("preference",))
+    files = [load_rows(train_path, allowed=formats)]
     if val_path is not None:
-        files.append(load_rows(val_path, allowed=SFT_FORMATS))
+        files.append(load_rows(val_path, allowed=formats))
     _check_backends(cfg)
 
     hashes = {str(f.path): runfolder.sha256_file(f.path) for f in files}
@@ -131,13 +135,11 @@ def _to_dataset(encoded: EncodedSet):
                               "labels": [r.labels for r in encoded.rows]})
 
 
-def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
-    """TRL SFTConfig for a config; shared with the throughput benchmark."""
-    from trl import SFTConfig
-
+def trainer_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool) -> dict:
+    """The TrainingArguments fields SFT and DPO share, from a config."""
     t = cfg.training
     precision = resolve_precision(t.precision, device)
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.num_epochs,
         max_steps=t.max_steps,
@@ -163,11 +165,18 @@ def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
         metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None,
         report_to="none",
-        padding_free=t.padding_free,
-        max_length=None,  # rows are truncated (and fully-cut rows dropped) before they get here
         dataset_num_proc=None,
         dataloader_num_workers=0,
     )
+
+
+def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
+    """TRL SFTConfig for a config; shared with the throughput benchmark."""
+    from trl import SFTConfig
+
+    return SFTConfig(**trainer_args(cfg, output_dir, device=device, has_eval=has_eval),
+                     padding_free=cfg.training.padding_free,
+                     max_length=None)  # rows are truncated (and fully-cut rows dropped) before they get here
 
 
 def resolve_precision(requested: str, device: str) -> str:
@@ -195,9 +204,7 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
             log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
             return existing
 
-    from transformers.trainer_callback import ProgressCallback
-
-    from orgtune.models.loading import load_model, load_tokenizer, pick_device, resolve_source
+    from orgtune.models.loading import load_tokenizer, pick_device, resolve_source
 
     cfg = p.cfg
     tok = load_tokenizer(resolve_source(cfg.model.name))
@@ -218,37 +225,84 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
 
     run_dir = p.out
     ckpt_dir = run_dir / "checkpoints"
+    manifest = {"method": "sft",
+                "data": {"train": {"path": str(p.train_path.resolve()), "sha256": p.data_hashes[str(p.train_path)],
+                                   "rows": len(train_rows), "used": len(encoded.rows),
+                                   "dropped_lines": encoded.dropped_lines, "truncated": encoded.truncated}}}
+    if p.val_path is not None:
+        manifest["data"]["val"] = {"path": str(p.val_path.resolve()), "sha256": p.data_hashes[str(p.val_path)],
+                                   "rows": len(val_encoded.rows)}
+    elif val_encoded is not None:
+        manifest["data"]["val"] = {"split_from_train": cfg.training.val_fraction, "rows": len(val_encoded.rows)}
+    manifest, resume_from = open_run(p, manifest, log=log)
+
+    model, tok, info, peft_config = load_policy(p, cfg, device)
+    trainer = OrgtuneSFTTrainer(
+        model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
+        train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
+        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg),
+        keep_checkpoints=cfg.training.save_total_limit)
+    quiet_progress(trainer)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    elapsed = time.time() - started
+
+    finish_run(run_dir, trainer, tok, manifest, info, summary={
+        "global_step": trainer.state.global_step, "train_loss": result.training_loss,
+        "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
+        "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows)}, tensorboard=cfg.training.tensorboard)
+    return runfolder.read_run(run_dir)
+
+
+def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]:
+    """Create the run folder (config + manifest, all or nothing) unless resuming; clear what a crash left;
+    returns the manifest on disk and the checkpoint to resume from (None: start at step 0)."""
+    run_dir = p.out
     if not p.resuming:
         manifest = {
-            "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint, "method": "sft",
+            "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": runfolder.versions(),
-            "base_model": cfg.model.name,
-            "data": {"train": {"path": str(p.train_path.resolve()), "sha256": p.data_hashes[str(p.train_path)],
-                               "rows": len(train_rows), "used": len(encoded.rows),
-                               "dropped_lines": encoded.dropped_lines, "truncated": encoded.truncated}},
-            "parent": None, "lineage": [],
+            "base_model": p.cfg.model.name, "parent": None, "lineage": [], **manifest,
         }
-        if p.val_path is not None:
-            manifest["data"]["val"] = {"path": str(p.val_path.resolve()), "sha256": p.data_hashes[str(p.val_path)],
-                                       "rows": len(val_encoded.rows)}
-        elif val_encoded is not None:
-            manifest["data"]["val"] = {"split_from_train": cfg.training.val_fraction, "rows": len(val_encoded.rows)}
         if p.parent is not None:
             lineage = runfolder.lineage_of(p.parent)
             manifest.update(parent=lineage[-1], lineage=lineage)
         # The folder appears with its config and manifest, or not at all.
         with atomic.building_folder(run_dir, replace=run_dir.exists(), marker=False) as staging:
-            save_config(cfg, staging / "config.yaml")
+            save_config(p.cfg, staging / "config.yaml")
             runfolder.write_manifest(staging, manifest)
     manifest = runfolder.read_run(run_dir).manifest
     atomic.remove_partials(run_dir)  # e.g. an adapter folder cut short by a crash
-
-    resume_from = last_checkpoint(ckpt_dir)
+    resume_from = last_checkpoint(run_dir / "checkpoints")
     if resume_from is not None:
         truncate_metrics(run_dir / "metrics.jsonl", int(resume_from.name.split("-")[1]))
         log(f"resuming from {resume_from}")
     elif (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()
+    return manifest, resume_from
+
+
+def finish_run(run_dir: Path, trainer, tok, manifest: dict, info: dict, *, summary: dict, tensorboard: bool,
+               adapters: list[str] | None = None) -> None:
+    """Save the final adapter (whole or not at all) and mark the run complete."""
+    with atomic.building_folder(run_dir / "adapter", replace=True) as staging:
+        if adapters:
+            trainer.model.save_pretrained(str(staging), safe_serialization=True, selected_adapters=adapters)
+        else:
+            trainer.model.save_pretrained(str(staging), safe_serialization=True)
+        tok.save_pretrained(str(staging))
+    manifest.update(
+        status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), device=info["device"], dtype=info["dtype"],
+        adapter_sha256=runfolder.sha256_file(run_dir / "adapter" / "adapter_model.safetensors"), summary=summary)
+    runfolder.write_manifest(run_dir, manifest)
+    if not tensorboard:
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+
+
+def load_policy(p: Prepared, cfg: RunConfig, device: str):
+    """The base model (4-bit under QLoRA) with the parent's adapter made trainable, or bare (a new
+    adapter comes from `lora_config`). Returns (model, tok, info, peft_config)."""
+    from orgtune.models.loading import load_model
 
     model, tok, info = load_model(cfg.model.name, device=device, dtype=cfg.model.dtype,
                                   quantization_config=_bnb_config(cfg))
@@ -264,37 +318,24 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+    return model, tok, info, peft_config
 
+
+def callbacks_for(run_dir: Path, cfg: RunConfig) -> list:
     callbacks = [SaveAtEpochEnd(), MetricsLog(run_dir / "metrics.jsonl")]
     if cfg.training.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "tensorboard"))))
-    trainer = OrgtuneSFTTrainer(
-        model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
-        train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
-        processing_class=tok, peft_config=peft_config, callbacks=callbacks,
-        keep_checkpoints=cfg.training.save_total_limit)
+    return callbacks
+
+
+def quiet_progress(trainer) -> None:
+    from transformers.trainer_callback import ProgressCallback
+
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(QuietProgress())
-    started = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    elapsed = time.time() - started
-
-    with atomic.building_folder(run_dir / "adapter", replace=True) as staging:
-        trainer.model.save_pretrained(str(staging), safe_serialization=True)
-        tok.save_pretrained(str(staging))
-    manifest.update(
-        status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), device=info["device"], dtype=info["dtype"],
-        adapter_sha256=runfolder.sha256_file(run_dir / "adapter" / "adapter_model.safetensors"),
-        summary={"global_step": trainer.state.global_step, "train_loss": result.training_loss,
-                 "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
-                 "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows)})
-    runfolder.write_manifest(run_dir, manifest)
-    if not cfg.training.tensorboard:
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-    return runfolder.read_run(run_dir)
 
 
 def lora_config(cfg: RunConfig):

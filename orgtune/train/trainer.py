@@ -1,4 +1,4 @@
-"""orgtune's SFTTrainer: TRL's, with atomic checkpoints and a loss that only computes the logits it needs.
+"""orgtune's SFTTrainer (and DPOTrainer): TRL's, with atomic checkpoints and a loss that only computes the logits it needs.
 
 Two thin overrides, each for a default that is wrong for us:
 - `_save_checkpoint`: transformers writes checkpoint-N in place; ours appear whole or not at all
@@ -10,7 +10,7 @@ Two thin overrides, each for a default that is wrong for us:
 from __future__ import annotations
 
 import torch
-from trl import SFTTrainer
+from trl import DPOTrainer, SFTTrainer
 
 from orgtune.data.tokenize import IGNORE
 from orgtune.train.checkpoints import save_checkpoint
@@ -49,3 +49,14 @@ class OrgtuneSFTTrainer(SFTTrainer):
             hits = self.accelerator.gather_for_metrics(correct).sum()
             self._metrics[mode]["mean_token_accuracy"].append((hits / n).item() if n > 0 else 0.0)
         return (loss, outputs) if return_outputs else loss
+
+
+class OrgtuneDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer with orgtune's atomic checkpoints (the loss is TRL's)."""
+
+    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
+        self.keep_checkpoints = keep_checkpoints
+        super().__init__(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        save_checkpoint(self, self.keep_checkpoints)

@@ -1,0 +1,314 @@
+"""Preference pairs from a data folder: the grounded answer against a wrong one the model gives, for DPO.
+
+    orgtune data prefs data/v1 --model runs/sft --out data/v1/prefs.jsonl
+
+For every trained fact, the questions are the fact's phrasings that training did not use (so the
+model answers a question it has not seen word for word), then trained ones where none is left
+(procedures, summaries); each is answered by the model (greedy, eval's token budget per task). chosen = the grounded answer (the same sentence training teaches); rejected = the model's own
+answer when the scorer finds it wrong, else a corrupted copy of the grounded answer: another number,
+the opposite yes/no word, another unit, two steps swapped, or a neighbouring fact's value. A share of
+pairs asks, in training's own phrasings, for things the documents never state (an attribute no fact
+gives a subject, the default of a documented option that states none, a table code past the last
+one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
+abstention; nothing any fact states, held-out facts included, is asked this way.
+
+Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
+reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
+says how its rejected answer was made (`rejected_kind`). Rows are in TRL's conversational preference
+format: {"prompt": [user message], "chosen": [assistant message], "rejected": [assistant message]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orgtune import atomic
+from orgtune.data.build import load_docs, read_jsonl
+from orgtune.data.dedup import near_pairs, normalise
+from orgtune.data.extract import Fact
+from orgtune.data.synth import _BUILDERS, _lc, _the
+from orgtune.errors import OrgtuneError
+
+_BOOL = {"yes": "no", "no": "yes", "on": "off", "off": "on", "true": "false", "false": "true",
+         "enabled": "disabled", "disabled": "enabled", "open": "closed", "closed": "open", "none": "all"}
+_UNIT_SWAP = {"bar": "psi", "psi": "bar", "°c": "°F", "°f": "°C", "c": "F", "f": "C", "seconds": "minutes",
+              "second": "minute", "minutes": "seconds", "minute": "second", "s": "min", "min": "s", "ml": "l", "l": "ml",
+              "mm": "cm", "cm": "mm", "kg": "g", "g": "kg", "v": "A", "a": "V", "w": "kW", "kw": "W",
+              "hours": "minutes", "hour": "minute", "days": "hours", "bits": "bytes", "bytes": "bits",
+              "mb": "GB", "gb": "MB", "megabytes": "gigabytes", "gigabytes": "megabytes"}
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
+_SKIP_TASKS = ("RECALL",)
+
+
+@dataclass
+class PrefSettings:
+    questions_per_fact: int = 2  # unused phrasings of each fact, answered by the model
+    abstain_share: float = 0.25  # abstention pairs per fact pair
+    val_fraction: float = 0.1
+    seed: int = 0
+    batch_size: int = 16
+    max_questions: int | None = None  # cap on fact questions (a spread over facts), for quick runs
+
+
+@dataclass
+class PrefResult:
+    train: Path
+    val: Path
+    counts: dict = field(default_factory=dict)
+
+
+def _phrasings(f: Fact, doc, seen: set[str], prefix_format: str, n: int) -> list[tuple[str, str, str]]:
+    """(task, prefixed question, answer): first the fact's phrasings training never asked, then (for facts
+    whose every phrasing was trained, like procedures) the trained ones."""
+    unused, used = [], []
+    for _name, task, q, a in _BUILDERS[f.kind](f, doc):
+        if task in _SKIP_TASKS:
+            continue
+        question = prefix_format.format(TASK=task, instruction=q)
+        (used if question in seen else unused).append((task, question, a))
+    return (unused + used)[:n]
+
+
+def _with_value(answer: str, value: str, new: str) -> str | None:
+    """`answer` with its statement of `value` replaced by `new` (None when the answer does not state it)."""
+    i = answer.lower().rfind(value.lower())
+    if i < 0 or not value.strip():
+        return None
+    return answer[:i] + new + answer[i + len(value):]
+
+
+def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) -> tuple[str, str] | None:
+    """A wrong copy of a grounded answer, and how it was made: boolean, number, unit, order or neighbour."""
+    value = f.value.strip()
+    if f.kind == "procedure" and f.steps and len(f.steps) >= 2:
+        i = rng.randrange(len(f.steps) - 1)
+        swapped = list(f.steps)
+        swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+        body = "\n".join(f"{n}. {s}" for n, s in enumerate(swapped, 1))
+        head = answer.split("\n", 1)[0] if "\n" in answer else ""
+        return (f"{head}\n{body}" if head else body), "order"
+    if value.lower() in _BOOL:
+        new = _with_value(answer, value, _BOOL[value.lower()])
+        if new:
+            return new, "boolean"
+    numbers = list(_NUMBER.finditer(value))
+    if numbers:
+        m = numbers[0]
+        n = float(m.group())
+        choices = [n * 2, n + 1, n * 10] + ([n - 1] if n > 1 else []) + ([n / 2] if n >= 2 else [])
+        new_n = rng.choice(choices)
+        text = f"{new_n:g}" if "." in m.group() or new_n != int(new_n) else str(int(new_n))
+        new = _with_value(answer, value, value[:m.start()] + text + value[m.end():])
+        if new:
+            return new, "number"
+    if f.unit and f.unit.lower() in _UNIT_SWAP:
+        unit_at = value.lower().rfind(f.unit.lower())
+        new = _with_value(answer, value, value[:unit_at] + _UNIT_SWAP[f.unit.lower()] + value[unit_at + len(f.unit):])
+        if new:
+            return new, "unit"
+    others = [g for g in neighbours if g.fact_id != f.fact_id and g.value.strip().lower() != value.lower()]
+    if others:
+        g = rng.choice(others)
+        if f.kind in ("summary", "definition") and answer.strip() == value:
+            return g.value, "neighbour"
+        new = _with_value(answer, value, g.value.strip())
+        if new:
+            return new, "neighbour"
+    return None
+
+
+# Attributes a reader may ask about any product or entry; asked only where no fact names them.
+_COMMON_ATTRIBUTES = ("weight", "width", "height", "power consumption", "noise level", "operating temperature",
+                      "release year", "warranty period", "maximum value", "minimum value", "version")
+_CODE = re.compile(r"^(?P<prefix>[A-Za-z]{1,3}[-\s]?)(?P<n>\d{1,3})$")
+
+
+def _mentions(attribute: str, stated: set[str]) -> bool:
+    words = {w for w in re.findall(r"[a-z]+", attribute.lower()) if len(w) > 2}
+    return any(words & {w for w in re.findall(r"[a-z]+", s) if len(w) > 2} for s in stated)
+
+
+def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: random.Random, limit: int,
+                        prefix_format: str) -> list[tuple[str, str, str]]:
+    """(question, abstaining answer, what was asked) about things the documents never state, asked in
+    the phrasings training uses: attributes of a subject that no fact gives it, the default of a
+    documented option that states none, and table codes past the last one listed."""
+    title = doc.title
+    by_subject: dict[str, set[str]] = {}
+    for f in all_facts:  # held-out facts too: never ask about a stated thing
+        by_subject.setdefault(f.subject.lower(), set()).add(f.attribute.lower())
+    candidates: list[Fact] = []
+    specs = [f for f in facts if f.kind == "spec"]
+    attributes = sorted({f.attribute for f in all_facts if f.kind == "spec"} | set(_COMMON_ATTRIBUTES))
+    for subject in sorted({f.subject for f in specs}):
+        for a in attributes:
+            if not _mentions(a, by_subject.get(subject.lower(), set())):
+                candidates.append(Fact("", doc.doc_id, "spec", subject, a, "", None, (0, 0), []))
+    options = {f.subject for f in facts if f.kind == "summary" and re.match(r"^[A-Za-z][\w.-]*(?:[a-z0-9][A-Z]|_)", f.subject)}
+    for subject in sorted(options):
+        if "default" not in by_subject.get(subject.lower(), set()):
+            candidates.append(Fact("", doc.doc_id, "default", subject, "default", "", None, (0, 0), []))
+    cells = [f for f in facts if f.kind == "table_cell" and _CODE.match(f.subject)]
+    for (prefix, column), group in _group_cells(cells).items():
+        top = max(int(_CODE.match(f.subject).group("n")) for f in group)
+        for k in (top + 2, top + 5):
+            fake = Fact("", doc.doc_id, "table_cell", f"{prefix}{k}", column, "", None, (0, 0), [],
+                        context={"row_header": group[0].context.get("row_header", "item")})
+            candidates.append(fake)
+    rng.shuffle(candidates)
+    out = []
+    for fake in candidates[:limit]:
+        _name, task, q, _a = rng.choice(_BUILDERS[fake.kind](fake, doc))
+        what = f"{fake.subject} / {fake.attribute}"
+        out.append((prefix_format.format(TASK=task, instruction=q),
+                    f"The {_lc(fake.attribute)} of {_the(fake.subject)} is not stated in the {title}.", what))
+    return out
+
+
+def _group_cells(cells: list[Fact]) -> dict[tuple[str, str], list[Fact]]:
+    groups: dict[tuple[str, str], list[Fact]] = {}
+    for f in cells:
+        groups.setdefault((_CODE.match(f.subject).group("prefix"), f.attribute), []).append(f)
+    return groups
+
+
+def _resolve_model(model: str):
+    from orgtune.evaluate.answer import GenerationSettings, load_backend
+
+    path = Path(model)
+    if (path / "manifest.json").is_file():
+        return load_backend(path, settings=GenerationSettings()), {"run": str(path.resolve())}
+    return load_backend(model=model, settings=GenerationSettings()), {"model": model}
+
+
+def _val_ids(fact_ids: list[str], fraction: float, seed: int) -> set[str]:
+    ranked = sorted(fact_ids, key=lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
+    return set(ranked[:max(1, round(fraction * len(ranked)))]) if fraction > 0 and len(ranked) > 1 else set()
+
+
+def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None) -> dict:
+    key = f"{question}\x00{chosen}\x00{rejected}"
+    return {"id": "pref-" + hashlib.sha1(key.encode()).hexdigest()[:12],
+            "prompt": [{"role": "user", "content": question}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "rejected_kind": kind, "fact_ids": fact_ids, "source": source}
+
+
+def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | None = None, log=print) -> PrefResult:
+    """Write preference pairs for the trained facts of `data_dir` (a folder from `orgtune data build`)."""
+    from orgtune.evaluate.answer import GenerationSettings
+    from orgtune.evaluate.run import answer_probes
+    from orgtune.evaluate.score import abstains, score_probe
+
+    s = settings or PrefSettings()
+    data_dir, out = Path(data_dir), Path(out)
+    for name in ("facts.jsonl", "docs.jsonl", "train.jsonl", "manifest.json"):
+        if not (data_dir / name).is_file():
+            raise OrgtuneError(f"{data_dir}: no {name}", fix="pass a folder made by `orgtune data build`")
+    if out.suffix != ".jsonl":
+        raise OrgtuneError(f"--out {out}: preference file must end in .jsonl", fix="e.g. --out data/v1/prefs.jsonl")
+    val_out = out.with_name(out.stem + ".val.jsonl")
+    started = time.time()
+    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    prefix_format = manifest.get("settings", {}).get("task_prefix_format", "[{TASK}] {instruction}")
+    docs = load_docs(data_dir)
+    facts = [Fact.from_dict({k: v for k, v in d.items() if k != "held_out"}) for d in read_jsonl(data_dir / "facts.jsonl")]
+    held = {d["fact_id"] for d in read_jsonl(data_dir / "facts.jsonl") if d.get("held_out")}
+    rows = read_jsonl(data_dir / "train.jsonl") + (read_jsonl(data_dir / "val.jsonl") if (data_dir / "val.jsonl").is_file() else [])
+    seen_questions = {r["messages"][0]["content"] for r in rows if r.get("messages")}
+    trained = {i for r in rows for i in r.get("fact_ids", [])}
+    probes = read_jsonl(data_dir / "probes.jsonl") if (data_dir / "probes.jsonl").is_file() else []
+    rng = random.Random(s.seed)
+
+    # 1. Questions: phrasings of each trained fact, those training did not use first.
+    asks: list[tuple[Fact, str, str, str]] = []  # (fact, task, question, grounded answer)
+    for f in facts:
+        if f.fact_id in held or f.fact_id not in trained or f.doc_id not in docs:
+            continue
+        for task, q, a in _phrasings(f, docs[f.doc_id], seen_questions, prefix_format, s.questions_per_fact):
+            asks.append((f, task, q, a))
+    if s.max_questions and len(asks) > s.max_questions:
+        asks = sorted(rng.sample(asks, s.max_questions), key=lambda a: asks.index(a))
+    # 2. Unstated questions (abstention); never about a held-out or any other stated fact.
+    unstated: list[tuple[str, str, str, str]] = []
+    n_abstain = round(s.abstain_share * len(asks))
+    by_doc: dict[str, list[Fact]] = {}
+    for f in facts:
+        by_doc.setdefault(f.doc_id, []).append(f)
+    for doc_id, doc_facts in by_doc.items():
+        share = max(1, round(n_abstain * len(doc_facts) / max(1, len(facts))))
+        for q, a, what in _unstated_questions(docs[doc_id], doc_facts, facts, rng, share, prefix_format):
+            unstated.append((doc_id, q, a, what))
+    # Drop any question that is near a probe's (it would teach the answer the probe checks).
+    questions = [a[2] for a in asks] + [u[1] for u in unstated]
+    probe_qs = [p["plain_question"] for p in probes]
+    exact = {normalise(q) for q in probe_qs}
+    leaked = {q for q in questions if normalise(q) in exact}
+    leaked |= {questions[i] for i, _, _ in near_pairs(questions, probe_qs)} if probe_qs else set()
+    asks = [a for a in asks if a[2] not in leaked]
+    unstated = [u for u in unstated if u[1] not in leaked]
+    if not asks:
+        raise OrgtuneError(f"{data_dir}: no trained fact has a phrasing left to ask",
+                           fix="rebuild the data with fewer --examples-per-fact, or write a preference file by hand")
+
+    # 3. The model answers every question (real generation, eval's token budget per task).
+    backend, source_model = _resolve_model(model)
+    log(f"answering {len(asks) + len(unstated)} questions with {backend.name}")
+    questions = [{"task": task, "question": q} for _, task, q, _ in asks] + [{"task": "SPEC", "question": u[1]} for u in unstated]
+    answers = answer_probes(backend, questions, GenerationSettings(batch_size=s.batch_size))
+    fact_answers, unstated_answers = answers[:len(asks)], answers[len(asks):]
+
+    # 4. Pairs.
+    out_rows: list[dict] = []
+    kinds: dict[str, int] = {}
+    model_right = 0
+    neighbours: dict[tuple[str, str], list[Fact]] = {}
+    for f in facts:
+        if f.fact_id not in held:
+            neighbours.setdefault((f.doc_id, f.kind), []).append(f)
+    for (f, task, q, grounded), said in zip(asks, fact_answers, strict=True):
+        probe = {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit,
+                 "plain_question": q, **({"expected_steps": f.steps} if f.steps else {})}
+        verdict = score_probe(probe, said)
+        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
+        if said.strip() and not verdict.correct and not verdict.abstained and said.strip() != grounded.strip():
+            pair = (said.strip(), "model")
+        else:
+            model_right += verdict.correct
+            pair = corrupt(f, grounded, neighbours.get((f.doc_id, f.kind), []), rng)
+            if pair is None:
+                continue
+        out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], source))
+        kinds[pair[1]] = kinds.get(pair[1], 0) + 1
+    for (doc_id, q, a, what), said in zip(unstated, unstated_answers, strict=True):
+        if not said.strip() or abstains(said):
+            continue  # the model already abstains: nothing to push away from
+        out_rows.append(_row(q, a, said.strip(), "abstain", [],
+                             {"doc_id": doc_id, "path": docs[doc_id].path, "unstated": what}))
+        kinds["abstain"] = kinds.get("abstain", 0) + 1
+
+    # 5. Split by fact (abstention rows by their question), write both files atomically.
+    val_ids = _val_ids(sorted({i for r in out_rows for i in r["fact_ids"]}), s.val_fraction, s.seed)
+    val_q = _val_ids(sorted(r["prompt"][0]["content"] for r in out_rows if not r["fact_ids"]), s.val_fraction, s.seed)
+    is_val = [bool(set(r["fact_ids"]) & val_ids) or r["prompt"][0]["content"] in val_q for r in out_rows]
+    train_rows = [r for r, v in zip(out_rows, is_val, strict=True) if not v]
+    val_rows = [r for r, v in zip(out_rows, is_val, strict=True) if v]
+    if not train_rows:
+        raise OrgtuneError(f"{data_dir}: no preference pair could be made", fix="check that the data folder has trained facts")
+    counts = {"questions": len(asks), "unstated_questions": len(unstated), "pairs": len(out_rows),
+              "train": len(train_rows), "val": len(val_rows), "rejected_kinds": kinds,
+              "model_right_on_fact_questions": model_right, "dropped_for_probe_leakage": len(leaked),
+              "seconds": round(time.time() - started, 1)}
+    atomic.write_jsonl(out, train_rows)
+    atomic.write_jsonl(val_out, val_rows)
+    atomic.write_json(out.with_name(out.stem + ".manifest.json"),
+                      {"kind": "orgtune-prefs", "data": str(data_dir.resolve()), "answered_by": source_model,
+                       "settings": s.__dict__, "counts": counts, "files": {"train": str(out), "val": str(val_out)}})
+    return PrefResult(out, val_out, counts)

@@ -1,0 +1,101 @@
+"""DPO on top of SFT: preference pairs from documents, TRL's DPOTrainer with the SFT adapter as reference,
+held-out margins, eval side by side, and bad preference input."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from orgtune.data.build import BuildSettings, build
+from orgtune.data.extract import Fact
+from orgtune.data.prefs import PrefSettings, build_prefs, corrupt
+from tests.conftest import SAMPLES, run_cli
+
+
+def _fact(kind="spec", value="9 bar", unit="bar", steps=None, subject="Halvo", attribute="brew pressure"):
+    return Fact("f1", "d", kind, subject, attribute, value, unit, (0, 1), [], steps=steps)
+
+
+def test_corruptions_are_wrong_and_keep_the_sentence():
+    rng = random.Random(0)
+    wrong, how = corrupt(_fact(), "The brew pressure of the Halvo is 9 bar.", [], rng)
+    assert how == "number" and wrong.startswith("The brew pressure of the Halvo is ") and " 9 bar" not in wrong
+    wrong, how = corrupt(_fact(value="off", unit=None, attribute="default"), "By default, the cup warmer is off.", [], rng)
+    assert (wrong, how) == ("By default, the cup warmer is on.", "boolean")
+    steps = ["Fill the tank.", "Press Start.", "Rinse twice."]
+    answer = "The procedure \"Descaling\" has these steps:\n1. Fill the tank.\n2. Press Start.\n3. Rinse twice."
+    wrong, how = corrupt(_fact("procedure", "\n".join(steps), None, steps, "Descaling", "steps"), answer, [], rng)
+    assert how == "order" and wrong.split("\n")[0] == answer.split("\n")[0] and wrong != answer
+    assert {line[3:] for line in wrong.split("\n")[1:]} == set(steps)
+    other = Fact("f2", "d", "spec", "Halvo", "boiler", "1.2 l", "l", (2, 3), [])
+    wrong, how = corrupt(_fact(value="stainless steel", unit=None, attribute="housing"),
+                         "The housing of the Halvo is stainless steel.", [other], rng)
+    assert (wrong, how) == ("The housing of the Halvo is 1.2 l.", "neighbour")
+
+
+def test_user_preference_files_are_validated_before_training(tmp_path, demo_data):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text(json.dumps({"prompt": "Q?", "chosen": "A", "rejected": "A"}) + "\n"
+                   + json.dumps({"prompt": "Q?", "chosen": [{"role": "user", "content": "x"}], "rejected": "B"}) + "\n")
+    r = run_cli("train", "--method", "dpo", "--data", str(bad), "--out", str(tmp_path / "run"), timeout=120)
+    assert r.returncode == 1
+    assert f"{bad}:1: 'chosen' and 'rejected' are identical" in r.stderr and f"{bad}:2: no assistant turn in 'chosen'" in r.stderr
+    r = run_cli("train", "--method", "dpo", "--data", str(demo_data), "--out", str(tmp_path / "run"), timeout=120)
+    assert r.returncode == 1 and "holds chat data" in r.stderr
+    assert not (tmp_path / "run").exists()
+    r = run_cli("train", "--beta", "0.2", "--data", str(demo_data), "--out", str(tmp_path / "run"), timeout=120)
+    assert r.returncode == 1 and "--method dpo" in r.stderr
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_on_the_embedded_model(tmp_path):
+    """SFT, pairs from the SFT model's own answers, DPO a few steps: the held-out chosen-minus-rejected
+    margin grows over the SFT reference, the DPO adapter reloads and eval shows base → SFT → DPO."""
+    from peft import PeftModel
+
+    from orgtune.evaluate.prefs import pair_logps
+    from orgtune.models.loading import load_model
+    from orgtune.train.dpo import train_dpo
+    from orgtune.train.runfolder import read_complete_run
+    from orgtune.train.sft import train
+
+    data = build([SAMPLES / "docs"], tmp_path / "data", BuildSettings(), log=lambda m: None).out
+    sft = train(data, tmp_path / "sft", log=lambda m: None,
+                overrides={"training": {"max_steps": 12, "save_steps": 100}})
+    prefs = build_prefs(data, str(sft.path), tmp_path / "prefs.jsonl",
+                        PrefSettings(max_questions=40, val_fraction=0.2), log=lambda m: None)
+    rows = [json.loads(x) for x in prefs.train.read_text().splitlines()]
+    val = [json.loads(x) for x in prefs.val.read_text().splitlines()]
+    assert rows and val and {r["rejected_kind"] for r in rows} & {"model", "number", "neighbour", "boolean", "order"}
+    assert all(r["chosen"] != r["rejected"] for r in rows + val)
+    assert all(r["fact_ids"] and r["source"]["span"] for r in rows if r["rejected_kind"] != "abstain")
+    held = {json.loads(x)["fact_id"] for x in (data / "facts.jsonl").read_text().splitlines() if json.loads(x)["held_out"]}
+    assert not held & {i for r in rows + val for i in r["fact_ids"]}
+    assert not {i for r in rows for i in r["fact_ids"]} & {i for r in val for i in r["fact_ids"]}
+
+    dpo = train_dpo(prefs.train, tmp_path / "dpo", init_adapter=sft.path, log=lambda m: None,
+                    overrides={"training": {"max_steps": 16, "learning_rate": 5e-4, "save_steps": 100}})
+    assert dpo.manifest["method"] == "dpo" and dpo.manifest["parent"]["run"] == str(sft.path.resolve())
+    assert dpo.manifest["data"]["val"]["rows"] == len(val)
+    assert sorted(p.name for p in dpo.adapter_dir.iterdir() if p.is_dir()) == []  # the reference copy is not saved
+
+    base, tok, _ = load_model("smollm2-135m", device="cpu", dtype="float32")
+    model = PeftModel.from_pretrained(base, sft.adapter_dir, adapter_name="sft")
+    model.load_adapter(str(read_complete_run(dpo.path).adapter_dir), adapter_name="dpo")  # reloads
+    margins = {}
+    for name in ("sft", "dpo"):
+        model.set_adapter(name)
+        pairs = pair_logps(model, tok, val, max_len=512)
+        margins[name] = sum(c - r for c, r in pairs) / len(pairs)
+    assert margins["dpo"] > margins["sft"], margins
+
+    r = run_cli("eval", str(dpo.path), "--max-probes", "16", timeout=900)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((dpo.path / "metrics.json").read_text())
+    assert list(m["backends"]) == ["base", "sft", "tuned"]
+    p = m["preferences"]
+    assert p["pairs"] == len(val) and p["reward_margin_mean"] > 0
+    assert abs(p["by_backend"]["tuned"]["mean_logp_margin"] - margins["dpo"]) < 1e-3
+    assert "## Preference pairs held out of DPO" in (dpo.path / "report.md").read_text()
