@@ -46,7 +46,7 @@ class Prepared:
 def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> tuple[Path, Path | None]:
     """--data is a JSONL file or a folder with train.jsonl (and val.jsonl, used unless --val is given);
     with `sibling_val`, X.jsonl's validation file X.val.jsonl is used too (preference files)."""
-    data = Path(data)
+    data, val = Path(data), Path(val) if val is not None else None
     if sibling_val and data.is_file() and val is None and data.with_name(data.stem + ".val.jsonl").is_file():
         return data, data.with_name(data.stem + ".val.jsonl")
     if data.is_dir():
