@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import yaml
 
 from orgtune.data.build import BuildSettings, build
 from orgtune.data.extract import Fact
@@ -99,3 +100,58 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     assert p["pairs"] == len(val) and p["reward_margin_mean"] > 0
     assert abs(p["by_backend"]["tuned"]["mean_logp_margin"] - margins["dpo"]) < 1e-3
     assert "## Preference pairs held out of DPO" in (dpo.path / "report.md").read_text()
+
+
+def _tiny_prefs(path):
+    rows = []
+    for i in range(24):
+        q = f"What is the brew pressure of model HV-{i}?"
+        rows.append({"prompt": [{"role": "user", "content": q}],
+                     "chosen": [{"role": "assistant", "content": f"Model HV-{i} brews at {8 + i % 3} bar."}],
+                     "rejected": [{"role": "assistant", "content": f"Model HV-{i} brews at {20 + i} bar."}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir, demo_data):
+    """Crash-safe like SFT: killed mid-run, the same command resumes and logs the uninterrupted losses."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    from tests.train.test_resume import assert_same, losses
+
+    r = run_cli("train", "--data", str(demo_data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "sft"),
+                "--max-steps", "2", "--save-steps", "100")
+    assert r.returncode == 0, r.stderr
+    prefs = _tiny_prefs(tmp_path / "prefs.jsonl")
+
+    def args(out):
+        return ["train", "--method", "dpo", "--data", str(prefs), "--init-adapter", str(tmp_path / "sft"),
+                "--out", str(out), "--max-steps", "12", "--save-steps", "3", "--lr", "1e-3", "--beta", "0.2"]
+
+    r = run_cli(*args(tmp_path / "ref"))
+    assert r.returncode == 0, r.stderr
+    reference = losses(tmp_path / "ref")
+    assert len(reference) == 12
+    cfg = yaml.safe_load((tmp_path / "ref" / "config.yaml").read_text())
+    assert cfg["dpo"] == {"beta": 0.2, "loss_type": "sigmoid", "label_smoothing": 0.0}
+    assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["num_epochs"] == 1
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "orgtune", *args(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any(json.loads(x).get("step", 0) >= 5 for x in metrics.read_text().splitlines()
+                                    if x.strip().endswith("}")):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    r = run_cli(*args(out))
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stderr
+    assert_same(reference, losses(out))
