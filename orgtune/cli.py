@@ -166,8 +166,8 @@ def data_prefs(
     data_dir: Annotated[Path, typer.Argument(help="A folder made by `orgtune data build`.")],
     model: Annotated[str, typer.Option(help="Who answers: a finished run folder (usually the SFT run) or a preset/folder.")],
     out: Annotated[Path, typer.Option(help="Preference file to write (PREFS.jsonl; held-out pairs go to PREFS.val.jsonl).")],
-    questions_per_fact: Annotated[int, typer.Option(help="Unused phrasings of each trained fact to ask.")] = 2,
-    abstain_share: Annotated[float, typer.Option(help="Questions the documents do not answer, per fact question.")] = 0.25,
+    questions_per_fact: Annotated[int, typer.Option(help="Phrasings of each trained fact to ask (unused by training first).")] = 1,
+    abstain_share: Annotated[float, typer.Option(help="Questions the documents do not answer, per fact question.")] = 0.5,
     val_fraction: Annotated[float, typer.Option(help="Share of facts whose pairs are held out for evaluation.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for corruptions and the split.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Questions generated per batch.")] = 16,
@@ -215,7 +215,7 @@ def train(
     dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
     method: Annotated[str, typer.Option(help="sft, or dpo (preference pairs; usually with --init-adapter SFT_RUN).")] = "sft",
     beta: Annotated[Optional[float], typer.Option(help="DPO: how far the policy may move from the reference.")] = None,
-    loss_type: Annotated[Optional[str], typer.Option(help="DPO loss: sigmoid, ipo, hinge, robust, … (TRL's names).")] = None,
+    loss_type: Annotated[Optional[str], typer.Option(help="DPO loss(es), comma-separated, TRL's names (default sigmoid,sft).")] = None,
 ) -> None:
     """Train a LoRA adapter: SFT (assistant tokens only), or DPO on preference pairs on top of an SFT run.
     Re-running the same command resumes after a crash."""
@@ -235,7 +235,7 @@ def train(
         "training": {"num_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": batch_size,
                      "gradient_accumulation_steps": grad_accum, "max_steps": max_steps, "seed": seed,
                      "save_steps": save_steps, "tensorboard": tensorboard, "val_fraction": val_fraction},
-        "dpo": {"beta": beta, "loss_type": loss_type},
+        "dpo": {"beta": beta, "loss_type": _csv(loss_type)},
     }
     overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
     run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},

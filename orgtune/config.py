@@ -104,8 +104,25 @@ class DpoSection(_Section):
     """Used by `orgtune train --method dpo` only."""
 
     beta: float = Field(0.1, gt=0, description="How far the policy may move from the reference (higher: less).")
-    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: sigmoid (DPO), ipo, hinge, robust, …")
+    loss_type: list[Literal[DPO_LOSSES]] = Field(
+        default_factory=lambda: ["sigmoid", "sft"], min_length=1,
+        description="TRL DPO loss(es), summed: sigmoid (DPO), ipo, hinge, robust, …; 'sft' adds the chosen "
+                    "answers' NLL, which keeps DPO from lowering the grounded answers' likelihood (RPO).")
+    loss_weights: list[float] | None = Field(None, description="One weight per loss type (default: all 1).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust DPO / EXO label smoothing.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_loss(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("loss_type"), str):  # 'loss_type: ipo' or 'sigmoid,sft'
+            data = {**data, "loss_type": [x.strip() for x in data["loss_type"].split(",") if x.strip()]}
+        return data
+
+    @model_validator(mode="after")
+    def _weights_match(self):
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(f"loss_weights has {len(self.loss_weights)} values for {len(self.loss_type)} loss types")
+        return self
 
 
 class RunConfig(_Section):

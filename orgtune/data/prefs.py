@@ -7,9 +7,9 @@ model answers a question it has not seen word for word), then trained ones where
 (procedures, summaries); each is answered by the model (greedy, eval's token budget per task). chosen = the grounded answer (the same sentence training teaches); rejected = the model's own
 answer when the scorer finds it wrong, else a corrupted copy of the grounded answer: another number,
 the opposite yes/no word, another unit, two steps swapped, or a neighbouring fact's value. A share of
-pairs asks, in training's own phrasings, for things the documents never state (an attribute no fact
-gives a subject, the default of a documented option that states none, a table code past the last
-one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
+pairs asks, in training's own phrasings, for things the documents never state (a common attribute
+such as weight that no document gives anything, the default of a documented option that states none,
+a table code past the last one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
 abstention; nothing any fact states, held-out facts included, is asked this way.
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
@@ -48,8 +48,8 @@ _SKIP_TASKS = ("RECALL",)
 
 @dataclass
 class PrefSettings:
-    questions_per_fact: int = 2  # unused phrasings of each fact, answered by the model
-    abstain_share: float = 0.25  # abstention pairs per fact pair
+    questions_per_fact: int = 1  # phrasings of each fact asked (unused by training first)
+    abstain_share: float = 0.5  # abstention questions per fact question
     val_fraction: float = 0.1
     seed: int = 0
     batch_size: int = 16
@@ -113,6 +113,8 @@ def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) ->
         if new:
             return new, "unit"
     others = [g for g in neighbours if g.fact_id != f.fact_id and g.value.strip().lower() != value.lower()]
+    same = [g for g in others if g.attribute.lower() == f.attribute.lower()]  # a value of the same column first
+    others = same or others
     if others:
         g = rng.choice(others)
         if f.kind in ("summary", "definition") and answer.strip() == value:
@@ -124,8 +126,8 @@ def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) ->
 
 
 # Attributes a reader may ask about any product or entry; asked only where no fact names them.
-_COMMON_ATTRIBUTES = ("weight", "width", "height", "power consumption", "noise level", "operating temperature",
-                      "release year", "warranty period", "maximum value", "minimum value", "version")
+_COMMON_ATTRIBUTES = ("weight", "width", "height", "depth", "noise level", "release year", "country of manufacture",
+                      "battery capacity", "screen size", "list price")
 _CODE = re.compile(r"^(?P<prefix>[A-Za-z]{1,3}[-\s]?)(?P<n>\d{1,3})$")
 
 
@@ -138,17 +140,18 @@ def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rand
                         prefix_format: str) -> list[tuple[str, str, str]]:
     """(question, abstaining answer, what was asked) about things the documents never state, asked in
     the phrasings training uses: attributes of a subject that no fact gives it, the default of a
-    documented option that states none, and table codes past the last one listed."""
+    documented option that states none, and table codes past the last one listed. Held-out facts count
+    as stated: nothing any document states is asked this way."""
     title = doc.title
     by_subject: dict[str, set[str]] = {}
-    for f in all_facts:  # held-out facts too: never ask about a stated thing
+    for f in all_facts:
         by_subject.setdefault(f.subject.lower(), set()).add(f.attribute.lower())
     candidates: list[Fact] = []
     specs = [f for f in facts if f.kind == "spec"]
-    attributes = sorted({f.attribute for f in all_facts if f.kind == "spec"} | set(_COMMON_ATTRIBUTES))
+    stated_anywhere = {f.attribute.lower() for f in all_facts} | {f.subject.lower() for f in all_facts}
     for subject in sorted({f.subject for f in specs}):
-        for a in attributes:
-            if not _mentions(a, by_subject.get(subject.lower(), set())):
+        for a in _COMMON_ATTRIBUTES:  # only attributes no document states for anything
+            if not _mentions(a, stated_anywhere):
                 candidates.append(Fact("", doc.doc_id, "spec", subject, a, "", None, (0, 0), []))
     options = {f.subject for f in facts if f.kind == "summary" and re.match(r"^[A-Za-z][\w.-]*(?:[a-z0-9][A-Z]|_)", f.subject)}
     for subject in sorted(options):
@@ -164,10 +167,12 @@ def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rand
     rng.shuffle(candidates)
     out = []
     for fake in candidates[:limit]:
-        _name, task, q, _a = rng.choice(_BUILDERS[fake.kind](fake, doc))
+        # phrasings that quote the value ('Which code has the fix "…"?') have nothing to quote here
+        _name, task, q, _a = rng.choice([t for t in _BUILDERS[fake.kind](fake, doc) if not t[0].endswith("reverse")])
         what = f"{fake.subject} / {fake.attribute}"
+        where = f"the {title}" if fake.kind != "spec" else "the documentation"
         out.append((prefix_format.format(TASK=task, instruction=q),
-                    f"The {_lc(fake.attribute)} of {_the(fake.subject)} is not stated in the {title}.", what))
+                    f"The {_lc(fake.attribute)} of {_the(fake.subject)} is not stated in {where}.", what))
     return out
 
 

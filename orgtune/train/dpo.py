@@ -24,13 +24,13 @@ from orgtune.train.sft import (callbacks_for, finish_run, load_policy, open_run,
                                trainer_args)
 
 def dpo_overrides(overrides: dict | None, parent_lr: float | None) -> dict:
-    """Flags, with DPO's own defaults for what the user did not set: 1 epoch, a tenth of the parent's
+    """Flags, with DPO's own defaults for what the user did not set: 1 epoch, a twentieth of the parent's
     learning rate (or of the preset's when there is no parent)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in (overrides or {}).items()}
     t = out.setdefault("training", {})
     t.setdefault("num_epochs", 1)
     if "learning_rate" not in t and parent_lr is not None:
-        t["learning_rate"] = parent_lr * 0.1
+        t["learning_rate"] = parent_lr * 0.05
     return out
 
 
@@ -43,7 +43,8 @@ def dpo_args(cfg, output_dir: Path, *, device: str, has_eval: bool):
     from trl import DPOConfig
 
     return DPOConfig(**trainer_args(cfg, output_dir, device=device, has_eval=has_eval),
-                     beta=cfg.dpo.beta, loss_type=[cfg.dpo.loss_type], label_smoothing=cfg.dpo.label_smoothing,
+                     beta=cfg.dpo.beta, loss_type=list(cfg.dpo.loss_type), loss_weights=cfg.dpo.loss_weights,
+                     label_smoothing=cfg.dpo.label_smoothing,
                      max_length=cfg.model.max_seq_length, precompute_ref_log_probs=False)
 
 

@@ -137,7 +137,7 @@ def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir
     reference = losses(tmp_path / "ref")
     assert len(reference) == 12
     cfg = yaml.safe_load((tmp_path / "ref" / "config.yaml").read_text())
-    assert cfg["dpo"] == {"beta": 0.2, "loss_type": "sigmoid", "label_smoothing": 0.0}
+    assert cfg["dpo"] == {"beta": 0.2, "loss_type": ["sigmoid", "sft"], "loss_weights": None, "label_smoothing": 0.0}
     assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["num_epochs"] == 1
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "orgtune", *args(out)], cwd=ROOT,
