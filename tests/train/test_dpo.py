@@ -66,7 +66,7 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     sft = train(data, tmp_path / "sft", log=lambda m: None,
                 overrides={"training": {"max_steps": 12, "save_steps": 100}})
     prefs = build_prefs(data, str(sft.path), tmp_path / "prefs.jsonl",
-                        PrefSettings(max_questions=40, val_fraction=0.2), log=lambda m: None)
+                        PrefSettings(max_questions=24, val_fraction=0.2), log=lambda m: None)
     rows = [json.loads(x) for x in prefs.train.read_text().splitlines()]
     val = [json.loads(x) for x in prefs.val.read_text().splitlines()]
     assert rows and val and {r["rejected_kind"] for r in rows} & {"model", "number", "neighbour", "boolean", "order"}
@@ -92,7 +92,7 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
         margins[name] = sum(c - r for c, r in pairs) / len(pairs)
     assert margins["dpo"] > margins["sft"], margins
 
-    r = run_cli("eval", str(dpo.path), "--max-probes", "16", timeout=900)
+    r = run_cli("eval", str(dpo.path), "--max-probes", "8", timeout=900)
     assert r.returncode == 0, r.stderr
     m = json.loads((dpo.path / "metrics.json").read_text())
     assert list(m["backends"]) == ["base", "sft", "tuned"]
