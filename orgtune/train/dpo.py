@@ -20,8 +20,8 @@ from pathlib import Path
 
 from orgtune.data.formats import load_rows
 from orgtune.train import runfolder
-from orgtune.train.sft import (callbacks_for, finish_run, load_policy, open_run, prepare, quiet_progress,
-                               trainer_args)
+from orgtune.train.sft import (callbacks_for, data_entry, finish_run, finished_run, load_policy, open_run, prepare,
+                               quiet_progress, trainer_args)
 
 def dpo_overrides(overrides: dict | None, parent_lr: float | None) -> dict:
     """Flags, with DPO's own defaults for what the user did not set: 1 epoch, a twentieth of the parent's
@@ -61,11 +61,9 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
         parent_lr = resolve_config(yaml_path=config_path, overrides=overrides).training.learning_rate
     p = prepare(data, out, config_path=config_path, overrides=dpo_overrides(overrides, parent_lr), val=val,
                 resume=resume, init_adapter=init_adapter, formats=("preference",))
-    if p.resuming:
-        existing = runfolder.read_run(p.out)
-        if existing.complete:
-            log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
-            return existing
+    done = finished_run(p, log)
+    if done is not None:
+        return done
 
     from datasets import Dataset
 
@@ -79,11 +77,9 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
     manifest = {"method": "dpo",
                 "dpo": {"beta": cfg.dpo.beta, "loss_type": cfg.dpo.loss_type,
                         "reference": "parent SFT adapter (frozen copy)" if p.parent else "base (adapter disabled)"},
-                "data": {"train": {"path": str(p.train_path.resolve()), "sha256": p.data_hashes[str(p.train_path)],
-                                   "rows": len(train_rows), "format": "preference"}}}
+                "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), format="preference")}}
     if p.val_path is not None:
-        manifest["data"]["val"] = {"path": str(p.val_path.resolve()), "sha256": p.data_hashes[str(p.val_path)],
-                                   "rows": len(val_rows), "format": "preference"}
+        manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_rows), format="preference")
     manifest, resume_from = open_run(p, manifest, log=log)
     run_dir = p.out
 

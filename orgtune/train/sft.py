@@ -198,11 +198,9 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run."""
     p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
                 init_adapter=init_adapter)
-    if p.resuming:
-        existing = runfolder.read_run(p.out)
-        if existing.complete:
-            log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
-            return existing
+    done = finished_run(p, log)
+    if done is not None:
+        return done
 
     from orgtune.models.loading import load_tokenizer, pick_device, resolve_source
 
@@ -226,12 +224,10 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     run_dir = p.out
     ckpt_dir = run_dir / "checkpoints"
     manifest = {"method": "sft",
-                "data": {"train": {"path": str(p.train_path.resolve()), "sha256": p.data_hashes[str(p.train_path)],
-                                   "rows": len(train_rows), "used": len(encoded.rows),
-                                   "dropped_lines": encoded.dropped_lines, "truncated": encoded.truncated}}}
+                "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), used=len(encoded.rows),
+                                             dropped_lines=encoded.dropped_lines, truncated=encoded.truncated)}}
     if p.val_path is not None:
-        manifest["data"]["val"] = {"path": str(p.val_path.resolve()), "sha256": p.data_hashes[str(p.val_path)],
-                                   "rows": len(val_encoded.rows)}
+        manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_encoded.rows))
     elif val_encoded is not None:
         manifest["data"]["val"] = {"split_from_train": cfg.training.val_fraction, "rows": len(val_encoded.rows)}
     manifest, resume_from = open_run(p, manifest, log=log)
@@ -252,6 +248,21 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
         "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
         "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows)}, tensorboard=cfg.training.tensorboard)
     return runfolder.read_run(run_dir)
+
+
+def finished_run(p: Prepared, log=print) -> runfolder.Run | None:
+    """The run in `p.out` when it is already complete (a re-run of a finished command), else None."""
+    if p.resuming:
+        existing = runfolder.read_run(p.out)
+        if existing.complete:
+            log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
+            return existing
+    return None
+
+
+def data_entry(p: Prepared, path: Path, **extra) -> dict:
+    """A data file as the manifest records it: absolute path, sha256, and counts."""
+    return {"path": str(path.resolve()), "sha256": p.data_hashes[str(path)], **extra}
 
 
 def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]:

@@ -16,13 +16,18 @@ from orgtune.data.tokenize import IGNORE
 from orgtune.train.checkpoints import save_checkpoint
 
 
-class OrgtuneSFTTrainer(SFTTrainer):
+class AtomicCheckpoints:
+    """Mixin for a transformers Trainer: checkpoints written whole or not at all, our rotation."""
+
     def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
         self.keep_checkpoints = keep_checkpoints
         super().__init__(*args, **kwargs)
 
     def _save_checkpoint(self, model, trial):
         save_checkpoint(self, self.keep_checkpoints)
+
+
+class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -51,12 +56,5 @@ class OrgtuneSFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-class OrgtuneDPOTrainer(DPOTrainer):
+class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
     """TRL's DPOTrainer with orgtune's atomic checkpoints (the loss is TRL's)."""
-
-    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
-        self.keep_checkpoints = keep_checkpoints
-        super().__init__(*args, **kwargs)
-
-    def _save_checkpoint(self, model, trial):
-        save_checkpoint(self, self.keep_checkpoints)

@@ -115,13 +115,7 @@ def _tiny_prefs(path):
 
 def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir, demo_data):
     """Crash-safe like SFT: killed mid-run, the same command resumes and logs the uninterrupted losses."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import ROOT
-    from tests.train.test_resume import assert_same, losses
+    from tests.train.test_resume import assert_same, kill_after_step, losses
 
     r = run_cli("train", "--data", str(demo_data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "sft"),
                 "--max-steps", "2", "--save-steps", "100")
@@ -140,17 +134,7 @@ def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir
     assert cfg["dpo"] == {"beta": 0.2, "loss_type": ["sigmoid", "sft"], "loss_weights": None, "label_smoothing": 0.0}
     assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["num_epochs"] == 1
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "orgtune", *args(out)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(json.loads(x).get("step", 0) >= 5 for x in metrics.read_text().splitlines()
-                                    if x.strip().endswith("}")):
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    kill_after_step(args(out), out / "metrics.jsonl", 5)
     r = run_cli(*args(out))
     assert r.returncode == 0, r.stderr
     assert "resuming from" in r.stderr

@@ -45,20 +45,24 @@ def assert_same(ref: dict[int, float], got: dict[int, float]) -> None:
     assert worst < 1e-4, f"per-step losses differ by up to {worst}"
 
 
-def test_sigkill_mid_run_then_rerun_same_command(reference, tiny_model_dir, demo_data, tmp_path):
-    out = tmp_path / "run"
-    args = train_args(demo_data, tiny_model_dir, out)
+def kill_after_step(args: list[str], metrics: Path, step: int) -> None:
+    """Start `orgtune ARGS`, SIGKILL it once metrics.jsonl logs `step`; fail if it finished first."""
     proc = subprocess.Popen([sys.executable, "-m", "orgtune", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = out / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(json.loads(x).get("step", 0) >= 6 for x in metrics.read_text().splitlines()
+        if metrics.exists() and any(json.loads(x).get("step", 0) >= step for x in metrics.read_text().splitlines()
                                     if x.strip().endswith("}")):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "training ended before it could be killed"
+
+
+def test_sigkill_mid_run_then_rerun_same_command(reference, tiny_model_dir, demo_data, tmp_path):
+    out = tmp_path / "run"
+    args = train_args(demo_data, tiny_model_dir, out)
+    kill_after_step(args, out / "metrics.jsonl", 6)
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
     assert not (out / "adapter").exists()
 
