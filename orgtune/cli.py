@@ -109,6 +109,7 @@ def data_build(
     max_per_doc: Annotated[Optional[int], typer.Option(help="Cap on examples per document (default: the preset's, else none).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of examples kept for validation.")] = 0.1,
     holdout: Annotated[float, typer.Option(help="Share of facts held out of training, probed as a hallucination check.")] = 0.15,
+    abstain_holdout: Annotated[float, typer.Option(help="Share of facts also kept out of training, for `data prefs` to teach \"I don't know\" (DPO).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for phrasing choice, hold-out and split.")] = 0,
     max_file_mb: Annotated[float, typer.Option(help="Skip (and report) files larger than this.")] = 20.0,
     teacher: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL that adds grounded paraphrases (optional).")] = None,
@@ -126,7 +127,8 @@ def data_build(
         max_per_doc = preset.data.get("max_examples_per_doc")
     fmt = (preset.defaults.get("model", {}).get("task_prefix_format") if preset else None) or "[{TASK}] {instruction}"
     settings = BuildSettings(examples_per_fact=examples_per_fact, max_examples_per_doc=max_per_doc,
-                             val_fraction=val_fraction, holdout_fraction=holdout, seed=seed, max_file_mb=max_file_mb,
+                             val_fraction=val_fraction, holdout_fraction=holdout, abstain_holdout=abstain_holdout, seed=seed,
+                             max_file_mb=max_file_mb,
                              task_prefix_format=fmt, teacher_url=teacher, teacher_model=teacher_model,
                              teacher_api_key=teacher_api_key, teacher_max_tokens=teacher_max_tokens)
     result = build(docs, out, settings, log=_echo_err)
@@ -172,12 +174,15 @@ def data_prefs(
     seed: Annotated[int, typer.Option(help="Seed for corruptions and the split.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Questions generated per batch.")] = 16,
     max_questions: Annotated[Optional[int], typer.Option(help="Ask at most N fact questions (a random spread).")] = None,
+    unknown_per_fact: Annotated[int, typer.Option(help="Phrasings asked of each fact `data build --abstain-holdout` kept out of training.")] = 2,
+    refusal_share: Annotated[float, typer.Option(help="Share of fact questions that also get a pair against abstaining.")] = 1.0,
 ) -> None:
     """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
     from orgtune.data.prefs import PrefSettings, build_prefs
 
     settings = PrefSettings(questions_per_fact=questions_per_fact, abstain_share=abstain_share,
-                            val_fraction=val_fraction, seed=seed, batch_size=batch_size, max_questions=max_questions)
+                            val_fraction=val_fraction, seed=seed, batch_size=batch_size, max_questions=max_questions,
+                            unknown_per_fact=unknown_per_fact, refusal_share=refusal_share)
     result = build_prefs(data_dir, model, out, settings, log=_echo_err)
     c = result.counts
     typer.echo(f"wrote {c['train']} pairs to {result.train} and {c['val']} held-out pairs to {result.val} "

@@ -5,7 +5,8 @@
 
 Writes, all at once (the folder appears complete or not at all):
     docs.jsonl     one document per line: doc_id (sha256 of the bytes), text, blocks with spans
-    facts.jsonl    extracted facts with kind, subject, attribute, value, unit and source span
+    facts.jsonl    extracted facts with kind, subject, attribute, value, unit and source span (held_out; with
+                   --abstain-holdout, abstain_holdout: kept out of training for `data prefs`, never probed)
     train.jsonl    chat examples with task, fact_ids, source span and generator
     val.jsonl      the validation share of the examples
     probes.jsonl   closed-book questions for trained and held-out facts (never trained on)
@@ -39,6 +40,9 @@ class BuildSettings:
     max_examples_per_doc: int | None = None
     val_fraction: float = 0.1
     holdout_fraction: float = 0.15
+    # Facts kept out of SFT for `data prefs`: real facts the tuned model has never seen, so that DPO can teach
+    # it to say it does not know (an untrained fact looks like these, not like an invented question).
+    abstain_holdout: float = 0.0
     seed: int = 0
     max_file_mb: float = 20.0
     task_prefix_format: str = "[{TASK}] {instruction}"
@@ -95,16 +99,18 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
     for d in docs:
         facts.extend(f for f in extract_facts(d) if not _overlaps(f.span, flagged[d.doc_id]))
     held = choose_held_out(facts, fraction=s.holdout_fraction, seed=s.seed)
+    unknown = choose_held_out([f for f in facts if f.fact_id not in held], fraction=s.abstain_holdout,
+                              seed=s.seed, salt="abstain")
     synth = SynthSettings(examples_per_fact=s.examples_per_fact, max_examples_per_doc=s.max_examples_per_doc,
                           seed=s.seed, task_prefix_format=s.task_prefix_format)
-    rows = synthesize(docs, facts, held_out=held, settings=synth, excluded_spans=flagged)
+    rows = synthesize(docs, facts, held_out=held | unknown, settings=synth, excluded_spans=flagged)
     teacher_stats = None
     if s.teacher_url:
         from orgtune.data.teacher import Teacher, teach
 
         extra, teacher_stats = teach(Teacher(s.teacher_url, s.teacher_model, api_key=s.teacher_api_key,
                                              max_tokens=s.teacher_max_tokens), docs,
-                                     [f for f in facts if f.fact_id not in held], flagged, synth)
+                                     [f for f in facts if f.fact_id not in held | unknown], flagged, synth)
         rows.extend(extra)
     rows, removed = dedup.dedup_rows(rows)
     train, val = _split(rows, s.val_fraction, s.seed)
@@ -128,13 +134,16 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
         "flagged": [{"doc_id": d.doc_id, "path": d.path, "span": list(sp), "text": d.text[sp[0]:sp[1]]}
                     for d in docs for sp in flagged[d.doc_id]],
         "counts": {"documents": len(docs), "facts": len(facts), "held_out_facts": len(held),
+                   "abstain_holdout_facts": len(unknown),
                    "examples": len(rows), "train": len(train), "val": len(val), "probes": len(probes),
                    "duplicates_removed": removed, "probes_dropped_for_leakage": len(leaks)},
         "teacher": teacher_stats,
     }
     with atomic.building_folder(out, replace=out.exists(), marker=False) as staging:
         atomic.write_jsonl(staging / "docs.jsonl", [d.to_dict() for d in docs])
-        atomic.write_jsonl(staging / "facts.jsonl", [f.to_dict() | {"held_out": f.fact_id in held} for f in facts])
+        atomic.write_jsonl(staging / "facts.jsonl", [f.to_dict() | {"held_out": f.fact_id in held}
+                                                             | ({"abstain_holdout": True} if f.fact_id in unknown else {})
+                                                             for f in facts])
         atomic.write_jsonl(staging / "train.jsonl", train)
         atomic.write_jsonl(staging / "val.jsonl", val)
         atomic.write_jsonl(staging / "probes.jsonl", probes)

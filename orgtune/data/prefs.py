@@ -10,7 +10,11 @@ the opposite yes/no word, another unit, two steps swapped, or a neighbouring fac
 pairs asks, in training's own phrasings, for things the documents never state (a common attribute
 such as weight that no document gives anything, the default of a documented option that states none,
 a table code past the last one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
-abstention; nothing any fact states, held-out facts included, is asked this way.
+abstention; nothing any fact states, held-out facts included, is asked this way. Facts that `data build
+--abstain-holdout` kept out of training are asked too, as the model meets a fact it has never seen:
+chosen = "I don't know …; please check <document>.", rejected = its made-up answer. And each fact
+question also pairs the grounded answer against abstaining ("… is not stated …"), so that abstention
+is learnt for what the model does not know and not spread onto what it does.
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
@@ -54,6 +58,10 @@ class PrefSettings:
     seed: int = 0
     batch_size: int = 16
     max_questions: int | None = None  # cap on fact questions (a spread over facts), for quick runs
+    unknown_per_fact: int = 2  # phrasings asked of each fact the build kept out of training (--abstain-holdout)
+    # Share of fact questions that also get a pair against abstaining (chosen = the grounded answer, rejected =
+    # "… is not stated …"), so that learning to abstain on the unknown does not spill onto what the model knows.
+    refusal_share: float = 1.0
 
 
 @dataclass
@@ -142,13 +150,14 @@ def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rand
     the phrasings training uses: attributes of a subject that no fact gives it, the default of a
     documented option that states none, and table codes past the last one listed. Held-out facts count
     as stated: nothing any document states is asked this way."""
-    title = doc.title
     by_subject: dict[str, set[str]] = {}
     for f in all_facts:
         by_subject.setdefault(f.subject.lower(), set()).add(f.attribute.lower())
     candidates: list[Fact] = []
     specs = [f for f in facts if f.kind == "spec"]
     stated_anywhere = {f.attribute.lower() for f in all_facts} | {f.subject.lower() for f in all_facts}
+    if any("dimension" in a or "size" in a for a in stated_anywhere):
+        stated_anywhere |= {"width", "height", "depth"}  # stated as one "dimensions" value
     for subject in sorted({f.subject for f in specs}):
         for a in _COMMON_ATTRIBUTES:  # only attributes no document states for anything
             if not _mentions(a, stated_anywhere):
@@ -170,10 +179,38 @@ def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rand
         # phrasings that quote the value ('Which code has the fix "…"?') have nothing to quote here
         _name, task, q, _a = rng.choice([t for t in _BUILDERS[fake.kind](fake, doc) if not t[0].endswith("reverse")])
         what = f"{fake.subject} / {fake.attribute}"
-        where = f"the {title}" if fake.kind != "spec" else "the documentation"
-        out.append((prefix_format.format(TASK=task, instruction=q),
-                    f"The {_lc(fake.attribute)} of {_the(fake.subject)} is not stated in {where}.", what))
+        out.append((prefix_format.format(TASK=task, instruction=q), _not_stated(fake, doc), what))
     return out
+
+
+def _not_stated(f: Fact, doc) -> str:
+    """The answer to a question the documents do not answer (and, as a rejected answer, what the model
+    must not say about a fact it was trained on)."""
+    where = f"the {doc.title}" if f.kind != "spec" else "the documentation"
+    if f.kind == "procedure":
+        return f'The "{f.subject}" instructions are not stated in {where}.'
+    if f.kind == "sentence":
+        return f"That figure is not stated in {where}."
+    if f.kind in ("definition", "summary"):
+        return f"{f.subject} is not mentioned in {where}."
+    return f"The {_lc(f.attribute)} of {_the(f.subject)} is not stated in {where}."
+
+
+def _dont_know(f: Fact, doc) -> str:
+    """The honest answer to a question about a fact training never showed: not knowing, and where to look."""
+    product = _the(doc.title)
+    if f.kind == "procedure":
+        what = f'the steps of "{f.subject}"'
+    elif f.kind == "table_cell":
+        what = f"the {_lc(f.attribute)} for {_lc(f.context.get('row_header', 'item'))} {f.subject}"
+    elif f.kind == "sentence":
+        what = "that figure"
+    elif f.kind in ("definition", "summary"):
+        about = "" if f.subject.lower() in doc.title.lower() else f' about "{f.subject}"'
+        what = f"what {product} says{about}" if f.kind == "summary" else f"how {f.subject} is defined"
+    else:
+        what = f"the {_lc(f.attribute)} of {_the(f.subject)}"
+    return f"I don't know {what}; please check {product}."
 
 
 def _group_cells(cells: list[Fact]) -> dict[tuple[str, str], list[Fact]]:
@@ -224,8 +261,9 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     prefix_format = manifest.get("settings", {}).get("task_prefix_format", "[{TASK}] {instruction}")
     docs = load_docs(data_dir)
-    facts = [Fact.from_dict({k: v for k, v in d.items() if k != "held_out"}) for d in read_jsonl(data_dir / "facts.jsonl")]
+    facts = [Fact.from_dict({k: v for k, v in d.items() if k not in ("held_out", "abstain_holdout")}) for d in read_jsonl(data_dir / "facts.jsonl")]
     held = {d["fact_id"] for d in read_jsonl(data_dir / "facts.jsonl") if d.get("held_out")}
+    unknown = {d["fact_id"] for d in read_jsonl(data_dir / "facts.jsonl") if d.get("abstain_holdout")}
     rows = read_jsonl(data_dir / "train.jsonl") + (read_jsonl(data_dir / "val.jsonl") if (data_dir / "val.jsonl").is_file() else [])
     seen_questions = {r["messages"][0]["content"] for r in rows if r.get("messages")}
     trained = {i for r in rows for i in r.get("fact_ids", [])}
@@ -241,6 +279,14 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
             asks.append((f, task, q, a))
     if s.max_questions and len(asks) > s.max_questions:
         asks = sorted(rng.sample(asks, s.max_questions), key=lambda a: asks.index(a))
+    # Facts the build kept out of training (--abstain-holdout): the model has never seen them, like a
+    # held-out fact; chosen = not knowing.
+    # (a fact whose sentence a trained answer quotes, e.g. in a section summary, is not unknown to the model)
+    trained_text = normalise(" \n ".join(r["messages"][-1]["content"] for r in rows if r.get("messages")))
+    unknown_asks = [(f, task, q, _dont_know(f, docs[f.doc_id])) for f in facts
+                    if f.fact_id in unknown and f.fact_id not in held and f.doc_id in docs
+                    and normalise(docs[f.doc_id].text[f.span[0]:f.span[1]]) not in trained_text
+                    for task, q, _a in _phrasings(f, docs[f.doc_id], seen_questions, prefix_format, s.unknown_per_fact)]
     # 2. Unstated questions (abstention); never about a held-out or any other stated fact.
     unstated: list[tuple[str, str, str, str]] = []
     n_abstain = round(s.abstain_share * len(asks))
@@ -252,12 +298,13 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
         for q, a, what in _unstated_questions(docs[doc_id], doc_facts, facts, rng, share, prefix_format):
             unstated.append((doc_id, q, a, what))
     # Drop any question that is near a probe's (it would teach the answer the probe checks).
-    questions = [a[2] for a in asks] + [u[1] for u in unstated]
+    questions = [a[2] for a in asks + unknown_asks] + [u[1] for u in unstated]
     probe_qs = [p["plain_question"] for p in probes]
     exact = {normalise(q) for q in probe_qs}
     leaked = {q for q in questions if normalise(q) in exact}
     leaked |= {questions[i] for i, _, _ in near_pairs(questions, probe_qs)} if probe_qs else set()
     asks = [a for a in asks if a[2] not in leaked]
+    unknown_asks = [a for a in unknown_asks if a[2] not in leaked]
     unstated = [u for u in unstated if u[1] not in leaked]
     if not asks:
         raise OrgtuneError(f"{data_dir}: no trained fact has a phrasing left to ask",
@@ -265,10 +312,13 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
 
     # 3. The model answers every question (real generation, eval's token budget per task).
     backend, source_model = _resolve_model(model)
-    log(f"answering {len(asks) + len(unstated)} questions with {backend.name}")
-    questions = [{"task": task, "question": q} for _, task, q, _ in asks] + [{"task": "SPEC", "question": u[1]} for u in unstated]
+    log(f"answering {len(asks) + len(unknown_asks) + len(unstated)} questions with {backend.name}")
+    questions = ([{"task": task, "question": q} for _, task, q, _ in asks + unknown_asks]
+                 + [{"task": "SPEC", "question": u[1]} for u in unstated])
     answers = answer_probes(backend, questions, GenerationSettings(batch_size=s.batch_size))
-    fact_answers, unstated_answers = answers[:len(asks)], answers[len(asks):]
+    fact_answers = answers[:len(asks)]
+    unknown_answers = answers[len(asks):len(asks) + len(unknown_asks)]
+    unstated_answers = answers[len(asks) + len(unknown_asks):]
 
     # 4. Pairs.
     out_rows: list[dict] = []
@@ -292,6 +342,20 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
                 continue
         out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], source))
         kinds[pair[1]] = kinds.get(pair[1], 0) + 1
+    refuse = rng.sample(range(len(asks)), round(min(1.0, max(0.0, s.refusal_share)) * len(asks)))
+    for i in sorted(refuse):
+        f, _task, q, grounded = asks[i]
+        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
+        out_rows.append(_row(q, grounded, _not_stated(f, docs[f.doc_id]), "refusal", [f.fact_id], source))
+        kinds["refusal"] = kinds.get("refusal", 0) + 1
+    for (f, task, q, dont_know), said in zip(unknown_asks, unknown_answers, strict=True):
+        probe = {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit,
+                 "plain_question": q, **({"expected_steps": f.steps} if f.steps else {})}
+        if not said.strip() or abstains(said) or score_probe(probe, said).correct:
+            continue  # abstains already, or right without having seen it: nothing to teach
+        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
+        out_rows.append(_row(q, dont_know, said.strip(), "unknown", [f.fact_id], source))
+        kinds["unknown"] = kinds.get("unknown", 0) + 1
     for (doc_id, q, a, what), said in zip(unstated, unstated_answers, strict=True):
         if not said.strip() or abstains(said):
             continue  # the model already abstains: nothing to push away from
@@ -307,7 +371,7 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     val_rows = [r for r, v in zip(out_rows, is_val, strict=True) if v]
     if not train_rows:
         raise OrgtuneError(f"{data_dir}: no preference pair could be made", fix="check that the data folder has trained facts")
-    counts = {"questions": len(asks), "unstated_questions": len(unstated), "pairs": len(out_rows),
+    counts = {"questions": len(asks), "unknown_questions": len(unknown_asks), "unstated_questions": len(unstated), "pairs": len(out_rows),
               "train": len(train_rows), "val": len(val_rows), "rejected_kinds": kinds,
               "model_right_on_fact_questions": model_right, "dropped_for_probe_leakage": len(leaked),
               "seconds": round(time.time() - started, 1)}

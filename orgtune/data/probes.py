@@ -50,12 +50,12 @@ def _groups(facts: list[Fact]) -> dict[tuple, list[Fact]]:
     return groups
 
 
-def choose_held_out(facts: list[Fact], *, fraction: float, seed: int) -> set[str]:
-    """A deterministic ~`fraction` of fact groups (facts sharing a span), never all of a document's facts."""
+def choose_held_out(facts: list[Fact], *, fraction: float, seed: int, salt: str = "") -> set[str]:
+    """A deterministic ~`fraction` of fact groups (facts sharing a span); `salt` draws an independent slice."""
     if fraction <= 0:
         return set()
     groups = _groups(facts)
-    ranked = sorted(groups, key=lambda k: hashlib.sha1(f"{seed}:{k[0]}:{k[1]}".encode()).hexdigest())
+    ranked = sorted(groups, key=lambda k: hashlib.sha1(f"{salt}{seed}:{k[0]}:{k[1]}".encode()).hexdigest())
     n = round(fraction * len(ranked))
     held = set()
     for key in ranked[:n]:

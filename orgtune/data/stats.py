@@ -38,7 +38,7 @@ def data_stats(data_dir: Path, *, model: str | None = "smollm2-135m") -> dict:
     rows = train + val
     paths = {d["doc_id"]: d["path"] for d in man.get("inputs", [])}
     per_fact = Counter(fid for r in rows for fid in r["fact_ids"])
-    trainable = [f for f in facts if not f.get("held_out")]
+    trainable = [f for f in facts if not f.get("held_out") and not f.get("abstain_holdout")]
     texts = [dedup.normalise(" || ".join(m["content"] for m in r["messages"])) for r in rows]
     questions = [r["messages"][0]["content"] for r in rows]
     leaks = dedup.leakage([p["plain_question"] for p in probes], questions)
@@ -49,6 +49,7 @@ def data_stats(data_dir: Path, *, model: str | None = "smollm2-135m") -> dict:
         "flagged_sentences": len(man.get("flagged", [])),
         "facts": len(facts), "facts_by_kind": dict(Counter(f["kind"] for f in facts)),
         "held_out_facts": sum(1 for f in facts if f.get("held_out")),
+        "abstain_holdout_facts": sum(1 for f in facts if f.get("abstain_holdout")),
         "train": len(train), "val": len(val), "probes": len(probes),
         "probes_held_out": sum(1 for p in probes if p["held_out"]),
         "examples_by_task": dict(Counter(r["task"] for r in rows)),
@@ -83,7 +84,9 @@ def _dist(xs: list[int]) -> dict:
 def render_stats(s: dict) -> str:
     lines = [f"documents {s['documents']} (skipped files {s['skipped_files']}, flagged sentences {s['flagged_sentences']})",
              f"facts {s['facts']}: " + ", ".join(f"{k} {v}" for k, v in sorted(s["facts_by_kind"].items())),
-             f"held-out facts {s['held_out_facts']}; trainable facts covered {s['facts_covered']}/{s['facts_trainable']}",
+             f"held-out facts {s['held_out_facts']}"
+             + (f", kept out for abstention pairs {s['abstain_holdout_facts']}" if s["abstain_holdout_facts"] else "")
+             + f"; trainable facts covered {s['facts_covered']}/{s['facts_trainable']}",
              f"examples train {s['train']}, val {s['val']}; per task: "
              + ", ".join(f"{k} {v}" for k, v in sorted(s["examples_by_task"].items())),
              "examples per document: " + ", ".join(f"{Path(k).name} {v}" for k, v in s["examples_by_document"].items()),

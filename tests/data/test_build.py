@@ -62,6 +62,29 @@ def test_held_out_facts_have_no_example_and_probes_never_leak(built):
     assert stats["facts_covered"] == stats["facts_trainable"]
 
 
+def test_abstain_holdout_keeps_a_second_slice_out_of_training_and_probes(built, tmp_path):
+    """--abstain-holdout: facts `data prefs` asks as never-seen ones. Not trained (no example, no passage
+    of recall text over their span), not probed, disjoint from the held-out slice; the rest is unchanged."""
+    out = build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(abstain_holdout=0.2), log=lambda m: None).out
+    facts = read_jsonl(out / "facts.jsonl")
+    rows = read_jsonl(out / "train.jsonl") + read_jsonl(out / "val.jsonl")
+    unknown = [f for f in facts if f.get("abstain_holdout")]
+    assert unknown and not any(f["held_out"] for f in unknown)
+    ids = {f["fact_id"] for f in unknown}
+    assert not ids & {fid for r in rows for fid in r["fact_ids"]}
+    assert not ids & {p["fact_id"] for p in read_jsonl(out / "probes.jsonl")}
+    docs = load_docs(out)
+    said = [_norm(docs[f["doc_id"]].text[f["span"][0]:f["span"][1]]) for f in unknown]
+    for r in (r for r in rows if r["task"] == "RECALL"):  # (a section summary may still quote one: prefs skips those)
+        assert not any(s in _norm(r["messages"][-1]["content"]) for s in said), r["id"]
+    # The held-out slice is the same as without the option (same seed), so evaluations stay comparable.
+    assert ({f["fact_id"] for f in facts if f["held_out"]}
+            == {f["fact_id"] for f in read_jsonl(built.out / "facts.jsonl") if f["held_out"]})
+    stats = data_stats(out, model=None)
+    assert stats["abstain_holdout_facts"] == len(unknown) and stats["facts_covered"] == stats["facts_trainable"]
+    assert not any("abstain_holdout" in f for f in read_jsonl(built.out / "facts.jsonl"))
+
+
 def test_probes_carry_what_scoring_needs(built):
     for p in read_jsonl(built.out / "probes.jsonl"):
         assert p["expected"] and p["question"].startswith(f"[{p['task']}] ")

@@ -36,6 +36,26 @@ def test_corruptions_are_wrong_and_keep_the_sentence():
     assert (wrong, how) == ("The housing of the Halvo is 1.2 l.", "neighbour")
 
 
+def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path):
+    """The chosen answer for an unknown fact, the rejected one of a refusal pair: the scorer must read both
+    as abstaining (never as a right or a confidently wrong value), whatever the fact's kind."""
+    from orgtune.data.build import load_docs, read_jsonl
+    from orgtune.data.prefs import _dont_know, _not_stated
+    from orgtune.evaluate.score import abstains, score_probe
+
+    data = build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(), log=lambda m: None).out
+    docs = load_docs(data)
+    facts = [Fact.from_dict({k: v for k, v in d.items() if k != "held_out"}) for d in read_jsonl(data / "facts.jsonl")]
+    kinds = set()
+    for f in facts:
+        for text in (_not_stated(f, docs[f.doc_id]), _dont_know(f, docs[f.doc_id])):
+            verdict = score_probe({"kind": f.kind, "task": "SPEC", "expected": f.value, "unit": f.unit,
+                                   **({"expected_steps": f.steps} if f.steps else {})}, text)
+            assert abstains(text) and verdict.abstained and not verdict.correct, (f.kind, text)
+        kinds.add(f.kind)
+    assert {"spec", "table_cell", "procedure", "sentence", "default", "summary", "definition"} <= kinds
+
+
 def test_user_preference_files_are_validated_before_training(tmp_path, demo_data):
     bad = tmp_path / "prefs.jsonl"
     bad.write_text(json.dumps({"prompt": "Q?", "chosen": "A", "rejected": "A"}) + "\n"
@@ -62,18 +82,28 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     from orgtune.train.runfolder import read_complete_run
     from orgtune.train.sft import train
 
-    data = build([SAMPLES / "docs"], tmp_path / "data", BuildSettings(), log=lambda m: None).out
+    data = build([SAMPLES / "docs"], tmp_path / "data", BuildSettings(abstain_holdout=0.1), log=lambda m: None).out
     sft = train(data, tmp_path / "sft", log=lambda m: None,
                 overrides={"training": {"max_steps": 12, "save_steps": 100}})
     prefs = build_prefs(data, str(sft.path), tmp_path / "prefs.jsonl",
-                        PrefSettings(max_questions=24, val_fraction=0.2), log=lambda m: None)
+                        PrefSettings(max_questions=24, val_fraction=0.2, unknown_per_fact=1, refusal_share=0.5),
+                        log=lambda m: None)
     rows = [json.loads(x) for x in prefs.train.read_text().splitlines()]
     val = [json.loads(x) for x in prefs.val.read_text().splitlines()]
-    assert rows and val and {r["rejected_kind"] for r in rows} & {"model", "number", "neighbour", "boolean", "order"}
+    kinds = {r["rejected_kind"] for r in rows + val}
+    assert rows and val and kinds & {"model", "number", "neighbour", "boolean", "order"}
+    assert {"refusal", "unknown"} <= kinds and prefs.counts["rejected_kinds"]["refusal"] == round(0.5 * prefs.counts["questions"])
     assert all(r["chosen"] != r["rejected"] for r in rows + val)
     assert all(r["fact_ids"] and r["source"]["span"] for r in rows if r["rejected_kind"] != "abstain")
-    held = {json.loads(x)["fact_id"] for x in (data / "facts.jsonl").read_text().splitlines() if json.loads(x)["held_out"]}
+    facts = [json.loads(x) for x in (data / "facts.jsonl").read_text().splitlines()]
+    held = {f["fact_id"] for f in facts if f["held_out"]}
     assert not held & {i for r in rows + val for i in r["fact_ids"]}
+    # Unknown facts (kept out of SFT): chosen says so; the rest of the pairs ask only trained facts.
+    unknown = {f["fact_id"] for f in facts if f.get("abstain_holdout")}
+    for r in rows + val:
+        assert (r["rejected_kind"] == "unknown") == bool(set(r["fact_ids"]) & unknown)
+        if r["rejected_kind"] == "unknown":
+            assert r["chosen"][0]["content"].startswith("I don't know ")
     assert not {i for r in rows for i in r["fact_ids"]} & {i for r in val for i in r["fact_ids"]}
 
     dpo = train_dpo(prefs.train, tmp_path / "dpo", init_adapter=sft.path, log=lambda m: None,
