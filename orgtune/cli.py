@@ -175,7 +175,7 @@ def data_prefs(
     batch_size: Annotated[int, typer.Option(help="Questions generated per batch.")] = 16,
     max_questions: Annotated[Optional[int], typer.Option(help="Ask at most N fact questions (a random spread).")] = None,
     unknown_per_fact: Annotated[int, typer.Option(help="Phrasings asked of each fact `data build --abstain-holdout` kept out of training.")] = 2,
-    refusal_share: Annotated[float, typer.Option(help="Share of fact questions that also get a pair against abstaining.")] = 1.0,
+    refusal_share: Annotated[float, typer.Option(help="Share of fact questions that also get a pair against abstaining (chosen = the grounded answer).")] = 0.0,
 ) -> None:
     """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
     from orgtune.data.prefs import PrefSettings, build_prefs

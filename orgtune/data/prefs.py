@@ -12,9 +12,9 @@ such as weight that no document gives anything, the default of a documented opti
 a table code past the last one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
 abstention; nothing any fact states, held-out facts included, is asked this way. Facts that `data build
 --abstain-holdout` kept out of training are asked too, as the model meets a fact it has never seen:
-chosen = "I don't know …; please check <document>.", rejected = its made-up answer. And each fact
-question also pairs the grounded answer against abstaining ("… is not stated …"), so that abstention
-is learnt for what the model does not know and not spread onto what it does.
+chosen = "I don't know …; please check <document>.", rejected = its made-up answer. Optionally
+(`refusal_share`), fact questions also pair the grounded answer against abstaining ("… is not stated
+…"), to keep abstention off what the model knows.
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
@@ -61,7 +61,8 @@ class PrefSettings:
     unknown_per_fact: int = 2  # phrasings asked of each fact the build kept out of training (--abstain-holdout)
     # Share of fact questions that also get a pair against abstaining (chosen = the grounded answer, rejected =
     # "… is not stated …"), so that learning to abstain on the unknown does not spill onto what the model knows.
-    refusal_share: float = 1.0
+    # Off by default: on the bundled documents it did not keep accuracy and it suppressed abstention (README).
+    refusal_share: float = 0.0
 
 
 @dataclass
