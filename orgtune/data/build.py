@@ -83,6 +83,10 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
         if not Path(p).exists():
             raise OrgtuneError(f"{p}: no such file or folder", fix="check the path")
     _check_out(out)
+    if not (0 <= s.holdout_fraction < 1 and 0 <= s.abstain_holdout < 1 and s.holdout_fraction + s.abstain_holdout < 1):
+        raise OrgtuneError(f"--holdout {s.holdout_fraction} and --abstain-holdout {s.abstain_holdout}: "
+                           "together they must leave facts to train on",
+                           fix="shares between 0 and 1 whose sum is below 1, e.g. --holdout 0.15 --abstain-holdout 0.1")
     if s.teacher_url and not s.teacher_model:
         raise OrgtuneError("--teacher needs --teacher-model", fix="name the model the endpoint serves, e.g. --teacher-model qwen2.5:7b")
     started = time.time()

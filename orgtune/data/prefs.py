@@ -235,6 +235,16 @@ def _val_ids(fact_ids: list[str], fraction: float, seed: int) -> set[str]:
     return set(ranked[:max(1, round(fraction * len(ranked)))]) if fraction > 0 and len(ranked) > 1 else set()
 
 
+def _source(f: Fact, docs: dict) -> dict:
+    return {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
+
+
+def _as_probe(f: Fact, task: str, question: str) -> dict:
+    """A question about `f` in the shape the scorer reads."""
+    return {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit, "plain_question": question,
+            **({"expected_steps": f.steps} if f.steps else {})}
+
+
 def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None) -> dict:
     key = f"{question}\x00{chosen}\x00{rejected}"
     return {"id": "pref-" + hashlib.sha1(key.encode()).hexdigest()[:12],
@@ -255,6 +265,11 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     for name in ("facts.jsonl", "docs.jsonl", "train.jsonl", "manifest.json"):
         if not (data_dir / name).is_file():
             raise OrgtuneError(f"{data_dir}: no {name}", fix="pass a folder made by `orgtune data build`")
+    for name in ("abstain_share", "val_fraction", "refusal_share"):
+        value = getattr(s, name)
+        if not 0 <= value <= (10 if name == "abstain_share" else 1):
+            raise OrgtuneError(f"--{name.replace('_', '-')} {value}: out of range",
+                               fix="a share between 0 and 1 (--abstain-share: 0 to 10)")
     if out.suffix != ".jsonl":
         raise OrgtuneError(f"--out {out}: preference file must end in .jsonl", fix="e.g. --out data/v1/prefs.jsonl")
     val_out = out.with_name(out.stem + ".val.jsonl")
@@ -262,9 +277,10 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     prefix_format = manifest.get("settings", {}).get("task_prefix_format", "[{TASK}] {instruction}")
     docs = load_docs(data_dir)
-    facts = [Fact.from_dict({k: v for k, v in d.items() if k not in ("held_out", "abstain_holdout")}) for d in read_jsonl(data_dir / "facts.jsonl")]
-    held = {d["fact_id"] for d in read_jsonl(data_dir / "facts.jsonl") if d.get("held_out")}
-    unknown = {d["fact_id"] for d in read_jsonl(data_dir / "facts.jsonl") if d.get("abstain_holdout")}
+    fact_rows = read_jsonl(data_dir / "facts.jsonl")
+    facts = [Fact.from_dict({k: v for k, v in d.items() if k not in ("held_out", "abstain_holdout")}) for d in fact_rows]
+    held = {d["fact_id"] for d in fact_rows if d.get("held_out")}
+    unknown = {d["fact_id"] for d in fact_rows if d.get("abstain_holdout")}
     rows = read_jsonl(data_dir / "train.jsonl") + (read_jsonl(data_dir / "val.jsonl") if (data_dir / "val.jsonl").is_file() else [])
     seen_questions = {r["messages"][0]["content"] for r in rows if r.get("messages")}
     trained = {i for r in rows for i in r.get("fact_ids", [])}
@@ -330,10 +346,7 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
         if f.fact_id not in held:
             neighbours.setdefault((f.doc_id, f.kind), []).append(f)
     for (f, task, q, grounded), said in zip(asks, fact_answers, strict=True):
-        probe = {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit,
-                 "plain_question": q, **({"expected_steps": f.steps} if f.steps else {})}
-        verdict = score_probe(probe, said)
-        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
+        verdict = score_probe(_as_probe(f, task, q), said)
         if said.strip() and not verdict.correct and not verdict.abstained and said.strip() != grounded.strip():
             pair = (said.strip(), "model")
         else:
@@ -341,21 +354,17 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
             pair = corrupt(f, grounded, neighbours.get((f.doc_id, f.kind), []), rng)
             if pair is None:
                 continue
-        out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], source))
+        out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], _source(f, docs)))
         kinds[pair[1]] = kinds.get(pair[1], 0) + 1
-    refuse = rng.sample(range(len(asks)), round(min(1.0, max(0.0, s.refusal_share)) * len(asks)))
+    refuse = rng.sample(range(len(asks)), round(s.refusal_share * len(asks)))
     for i in sorted(refuse):
         f, _task, q, grounded = asks[i]
-        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
-        out_rows.append(_row(q, grounded, _not_stated(f, docs[f.doc_id]), "refusal", [f.fact_id], source))
+        out_rows.append(_row(q, grounded, _not_stated(f, docs[f.doc_id]), "refusal", [f.fact_id], _source(f, docs)))
         kinds["refusal"] = kinds.get("refusal", 0) + 1
     for (f, task, q, dont_know), said in zip(unknown_asks, unknown_answers, strict=True):
-        probe = {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit,
-                 "plain_question": q, **({"expected_steps": f.steps} if f.steps else {})}
-        if not said.strip() or abstains(said) or score_probe(probe, said).correct:
+        if not said.strip() or abstains(said) or score_probe(_as_probe(f, task, q), said).correct:
             continue  # abstains already, or right without having seen it: nothing to teach
-        source = {"doc_id": f.doc_id, "path": docs[f.doc_id].path, "span": list(f.span), "section_path": f.section_path}
-        out_rows.append(_row(q, dont_know, said.strip(), "unknown", [f.fact_id], source))
+        out_rows.append(_row(q, dont_know, said.strip(), "unknown", [f.fact_id], _source(f, docs)))
         kinds["unknown"] = kinds.get("unknown", 0) + 1
     for (doc_id, q, a, what), said in zip(unstated, unstated_answers, strict=True):
         if not said.strip() or abstains(said):

@@ -85,6 +85,14 @@ def test_abstain_holdout_keeps_a_second_slice_out_of_training_and_probes(built, 
     assert not any("abstain_holdout" in f for f in read_jsonl(built.out / "facts.jsonl"))
 
 
+def test_hold_out_shares_that_leave_nothing_to_train_are_refused_before_work(tmp_path):
+    from orgtune.errors import OrgtuneError
+
+    with pytest.raises(OrgtuneError, match="--abstain-holdout 0.9") as e:
+        build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(abstain_holdout=0.9), log=lambda m: None)
+    assert "sum is below 1" in e.value.fix and not (tmp_path / "d").exists()
+
+
 def test_probes_carry_what_scoring_needs(built):
     for p in read_jsonl(built.out / "probes.jsonl"):
         assert p["expected"] and p["question"].startswith(f"[{p['task']}] ")

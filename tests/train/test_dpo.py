@@ -56,6 +56,15 @@ def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path)
     assert {"spec", "table_cell", "procedure", "sentence", "default", "summary", "definition"} <= kinds
 
 
+def test_prefs_refuses_a_share_out_of_range_before_any_model_loads(tmp_path):
+    from orgtune.errors import OrgtuneError
+
+    data = build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(), log=lambda m: None).out
+    with pytest.raises(OrgtuneError, match="--refusal-share 2"):
+        build_prefs(data, "no-such-model", tmp_path / "p.jsonl", PrefSettings(refusal_share=2))
+    assert not (tmp_path / "p.jsonl").exists()
+
+
 def test_user_preference_files_are_validated_before_training(tmp_path, demo_data):
     bad = tmp_path / "prefs.jsonl"
     bad.write_text(json.dumps({"prompt": "Q?", "chosen": "A", "rejected": "A"}) + "\n"
