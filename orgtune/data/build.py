@@ -104,7 +104,7 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
         facts.extend(f for f in extract_facts(d) if not _overlaps(f.span, flagged[d.doc_id]))
     held = choose_held_out(facts, fraction=s.holdout_fraction, seed=s.seed)
     unknown = choose_held_out([f for f in facts if f.fact_id not in held], fraction=s.abstain_holdout,
-                              seed=s.seed, salt="abstain")
+                              seed=s.seed, salt="abstain", by_kind=True)
     synth = SynthSettings(examples_per_fact=s.examples_per_fact, max_examples_per_doc=s.max_examples_per_doc,
                           seed=s.seed, task_prefix_format=s.task_prefix_format)
     rows = synthesize(docs, facts, held_out=held | unknown, settings=synth, excluded_spans=flagged)

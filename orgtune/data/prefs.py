@@ -13,8 +13,9 @@ a table code past the last one listed): chosen = "… is not stated in the …",
 abstention; nothing any fact states, held-out facts included, is asked this way. Facts that `data build
 --abstain-holdout` kept out of training are asked too, as the model meets a fact it has never seen:
 chosen = "I don't know …; please check <document>.", rejected = its made-up answer. Optionally
-(`refusal_share`), fact questions also pair the grounded answer against abstaining ("… is not stated
-…"), to keep abstention off what the model knows.
+(`refusal_share`), fact questions also pair the grounded answer against abstaining in those very words
+("I don't know …; please check …"), so that the pairs differ in whether the model saw the fact, not in
+the wording, and abstention stays off what the model knows.
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
@@ -185,8 +186,7 @@ def _unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rand
 
 
 def _not_stated(f: Fact, doc) -> str:
-    """The answer to a question the documents do not answer (and, as a rejected answer, what the model
-    must not say about a fact it was trained on)."""
+    """The answer to a question the documents do not answer."""
     where = f"the {doc.title}" if f.kind != "spec" else "the documentation"
     if f.kind == "procedure":
         return f'The "{f.subject}" instructions are not stated in {where}.'
@@ -198,7 +198,8 @@ def _not_stated(f: Fact, doc) -> str:
 
 
 def _dont_know(f: Fact, doc) -> str:
-    """The honest answer to a question about a fact training never showed: not knowing, and where to look."""
+    """The honest answer to a question about a fact training never showed: not knowing, and where to look
+    (and, as a refusal pair's rejected answer, what the model must not say about a fact it was trained on)."""
     product = _the(doc.title)
     if f.kind == "procedure":
         what = f'the steps of "{f.subject}"'
@@ -359,7 +360,8 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     refuse = rng.sample(range(len(asks)), round(s.refusal_share * len(asks)))
     for i in sorted(refuse):
         f, _task, q, grounded = asks[i]
-        out_rows.append(_row(q, grounded, _not_stated(f, docs[f.doc_id]), "refusal", [f.fact_id], _source(f, docs)))
+        # rejected in the very words an unknown fact's chosen answer uses: the pairs contrast on the fact alone
+        out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id]), "refusal", [f.fact_id], _source(f, docs)))
         kinds["refusal"] = kinds.get("refusal", 0) + 1
     for (f, task, q, dont_know), said in zip(unknown_asks, unknown_answers, strict=True):
         if not said.strip() or abstains(said) or score_probe(_as_probe(f, task, q), said).correct:

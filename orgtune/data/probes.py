@@ -50,15 +50,24 @@ def _groups(facts: list[Fact]) -> dict[tuple, list[Fact]]:
     return groups
 
 
-def choose_held_out(facts: list[Fact], *, fraction: float, seed: int, salt: str = "") -> set[str]:
-    """A deterministic ~`fraction` of fact groups (facts sharing a span); `salt` draws an independent slice."""
+def choose_held_out(facts: list[Fact], *, fraction: float, seed: int, salt: str = "", by_kind: bool = False) -> set[str]:
+    """A deterministic ~`fraction` of fact groups (facts sharing a span); `salt` draws an independent slice.
+    `by_kind`: the fraction of each kind of fact separately, at least one group of every kind that has two or
+    more (so that every kind of question is represented, however few procedures a corpus has)."""
     if fraction <= 0:
         return set()
     groups = _groups(facts)
     ranked = sorted(groups, key=lambda k: hashlib.sha1(f"{salt}{seed}:{k[0]}:{k[1]}".encode()).hexdigest())
-    n = round(fraction * len(ranked))
+    if by_kind:
+        strata: dict[str, list[tuple]] = {}
+        for key in ranked:
+            strata.setdefault(groups[key][0].kind, []).append(key)
+        chosen = [key for keys in strata.values()
+                  for key in keys[:max(1 if len(keys) >= 2 else 0, round(fraction * len(keys)))]]
+    else:
+        chosen = ranked[:round(fraction * len(ranked))]
     held = set()
-    for key in ranked[:n]:
+    for key in chosen:
         held.update(f.fact_id for f in groups[key])
     return held
 

@@ -70,6 +70,8 @@ def test_abstain_holdout_keeps_a_second_slice_out_of_training_and_probes(built, 
     rows = read_jsonl(out / "train.jsonl") + read_jsonl(out / "val.jsonl")
     unknown = [f for f in facts if f.get("abstain_holdout")]
     assert unknown and not any(f["held_out"] for f in unknown)
+    # drawn per kind: every kind of question a probe asks is met (a random draw gave only specs and sentences)
+    assert {f["kind"] for f in unknown} >= {"spec", "table_cell", "procedure", "sentence", "default"}
     ids = {f["fact_id"] for f in unknown}
     assert not ids & {fid for r in rows for fid in r["fact_ids"]}
     assert not ids & {p["fact_id"] for p in read_jsonl(out / "probes.jsonl")}

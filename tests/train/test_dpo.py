@@ -113,6 +113,8 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
         assert (r["rejected_kind"] == "unknown") == bool(set(r["fact_ids"]) & unknown)
         if r["rejected_kind"] == "unknown":
             assert r["chosen"][0]["content"].startswith("I don't know ")
+        if r["rejected_kind"] == "refusal":  # the same words, rejected on a fact the model was trained on
+            assert r["rejected"][0]["content"].startswith("I don't know ")
     assert not {i for r in rows for i in r["fact_ids"]} & {i for r in val for i in r["fact_ids"]}
 
     dpo = train_dpo(prefs.train, tmp_path / "dpo", init_adapter=sft.path, log=lambda m: None,
