@@ -210,7 +210,7 @@ def validate_config(raw: dict, *, source: str = "config", node: yaml.Node | None
             where = f"{source}:{line}" if line else source
             details.append(f"{where}: {'.'.join(loc)}: {err['msg']}")
         raise OrgtuneError(f"{source}: invalid run config", details=details,
-                           fix="correct the listed keys (sections: model, lora, qlora, training)") from None
+                           fix="correct the listed keys (sections: model, lora, qlora, training, dpo)") from None
 
 
 def resolve_config(*, yaml_path: Path | None = None, overrides: dict | None = None,

@@ -12,10 +12,13 @@ such as weight that no document gives anything, the default of a documented opti
 a table code past the last one listed): chosen = "… is not stated in the …", rejected = the model's made-up answer. These teach
 abstention; nothing any fact states, held-out facts included, is asked this way. Facts that `data build
 --abstain-holdout` kept out of training are asked too, as the model meets a fact it has never seen:
-chosen = "I don't know …; please check <document>.", rejected = its made-up answer. Optionally
-(`refusal_share`), fact questions also pair the grounded answer against abstaining in those very words
-("I don't know …; please check …"), so that the pairs differ in whether the model saw the fact, not in
-the wording, and abstention stays off what the model knows.
+chosen = the grounded answer's own words up to the value, then not knowing ("The rating for fuse F2 is
+unknown to me; please check <document>."), rejected = its made-up answer. Optionally (`refusal_share`),
+fact questions also pair the grounded answer against abstaining in those very words, so that the pairs
+differ in whether the model saw the fact, not in the wording. With `sure`, the model's confidence in each
+of its answers (the lowest probability it gives any token of it) decides: abstention pairs only where it
+was unsure, refusal pairs only where it was right and sure, so that DPO is asked to abstain where the
+model's recall is weak rather than on facts it states (wrongly) with full confidence.
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
@@ -64,6 +67,11 @@ class PrefSettings:
     # "… is not stated …"), so that learning to abstain on the unknown does not spill onto what the model knows.
     # Off by default: on the bundled documents it did not keep accuracy and it suppressed abstention (README).
     refusal_share: float = 0.0
+    # The model is "sure" of an answer when it gives every token of it at least this probability. Unknown-fact
+    # and unstated-question pairs are made only where it is unsure, refusal pairs only where it is right and
+    # sure: the pairs then ask DPO to abstain exactly when the model's own recall is weak, a rule it can learn,
+    # rather than on facts it answers (wrongly) with full confidence. 0 = off.
+    sure: float = 0.0
 
 
 @dataclass
@@ -197,10 +205,26 @@ def _not_stated(f: Fact, doc) -> str:
     return f"The {_lc(f.attribute)} of {_the(f.subject)} is not stated in {where}."
 
 
-def _dont_know(f: Fact, doc) -> str:
+def _dont_know(f: Fact, doc, grounded: str | None = None) -> str:
     """The honest answer to a question about a fact training never showed: not knowing, and where to look
-    (and, as a refusal pair's rejected answer, what the model must not say about a fact it was trained on)."""
+    (and, as a refusal pair's rejected answer, what the model must not say about a fact it was trained on).
+
+    Given the grounded answer, the abstention takes its place at the value: "The rating of fuse F2 is
+    unknown to me; please check …" shares every token before the value with "The rating of fuse F2 is
+    10 A.", so the pair differs exactly where the model recalls the value (or fails to)."""
     product = _the(doc.title)
+    if grounded:
+        value = f.steps[0] if f.kind == "procedure" and f.steps else f.value.strip()
+        i = grounded.lower().rfind(value.lower()[:60]) if value else -1
+        if f.kind == "procedure" and i > 0:
+            i = grounded.rfind("\n", 0, i) + 1  # the whole numbered list goes
+        if i > 0:
+            head = grounded[:i]
+            if f.kind == "procedure":
+                return f"{head}They are unknown to me; please check {product}."
+            glue = "" if re.search(r"\b(is|are|says|was)\s$", head) else "— "
+            what = "a figure " if f.kind == "sentence" and not re.search(r"\b(a|an)\s$", head) else ""
+            return f"{head}{glue}{what}unknown to me; please check {product}."
     if f.kind == "procedure":
         what = f'the steps of "{f.subject}"'
     elif f.kind == "table_cell":
@@ -246,18 +270,22 @@ def _as_probe(f: Fact, task: str, question: str) -> dict:
             **({"expected_steps": f.steps} if f.steps else {})}
 
 
-def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None) -> dict:
+def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None,
+         confidence: float | None = None) -> dict:
+    """A pair in TRL's conversational format; `confidence`: how sure the model was of its own answer in it."""
     key = f"{question}\x00{chosen}\x00{rejected}"
     return {"id": "pref-" + hashlib.sha1(key.encode()).hexdigest()[:12],
             "prompt": [{"role": "user", "content": question}],
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
-            "rejected_kind": kind, "fact_ids": fact_ids, "source": source}
+            "rejected_kind": kind, "fact_ids": fact_ids, "source": source,
+            **({"model_confidence": round(confidence, 4)} if confidence is not None else {})}
 
 
 def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | None = None, log=print) -> PrefResult:
     """Write preference pairs for the trained facts of `data_dir` (a folder from `orgtune data build`)."""
     from orgtune.evaluate.answer import GenerationSettings
+    from orgtune.evaluate.prefs import answer_confidence
     from orgtune.evaluate.run import answer_probes
     from orgtune.evaluate.score import abstains, score_probe
 
@@ -266,7 +294,7 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     for name in ("facts.jsonl", "docs.jsonl", "train.jsonl", "manifest.json"):
         if not (data_dir / name).is_file():
             raise OrgtuneError(f"{data_dir}: no {name}", fix="pass a folder made by `orgtune data build`")
-    for name in ("abstain_share", "val_fraction", "refusal_share"):
+    for name in ("abstain_share", "val_fraction", "refusal_share", "sure"):
         value = getattr(s, name)
         if not 0 <= value <= (10 if name == "abstain_share" else 1):
             raise OrgtuneError(f"--{name.replace('_', '-')} {value}: out of range",
@@ -301,10 +329,10 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     # held-out fact; chosen = not knowing.
     # (a fact whose sentence a trained answer quotes, e.g. in a section summary, is not unknown to the model)
     trained_text = normalise(" \n ".join(r["messages"][-1]["content"] for r in rows if r.get("messages")))
-    unknown_asks = [(f, task, q, _dont_know(f, docs[f.doc_id])) for f in facts
+    unknown_asks = [(f, task, q, _dont_know(f, docs[f.doc_id], a)) for f in facts
                     if f.fact_id in unknown and f.fact_id not in held and f.doc_id in docs
                     and normalise(docs[f.doc_id].text[f.span[0]:f.span[1]]) not in trained_text
-                    for task, q, _a in _phrasings(f, docs[f.doc_id], seen_questions, prefix_format, s.unknown_per_fact)]
+                    for task, q, a in _phrasings(f, docs[f.doc_id], seen_questions, prefix_format, s.unknown_per_fact)]
     # 2. Unstated questions (abstention); never about a held-out or any other stated fact.
     unstated: list[tuple[str, str, str, str]] = []
     n_abstain = round(s.abstain_share * len(asks))
@@ -334,6 +362,12 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     questions = ([{"task": task, "question": q} for _, task, q, _ in asks + unknown_asks]
                  + [{"task": "SPEC", "question": u[1]} for u in unstated])
     answers = answer_probes(backend, questions, GenerationSettings(batch_size=s.batch_size))
+    with backend.active():
+        confidence = answer_confidence(backend.model, backend.tok, [[{"role": "user", "content": q["question"]}]
+                                                                    for q in questions], answers, max_len=1024)
+    fact_conf = confidence[:len(asks)]
+    unknown_conf = confidence[len(asks):len(asks) + len(unknown_asks)]
+    unstated_conf = confidence[len(asks) + len(unknown_asks):]
     fact_answers = answers[:len(asks)]
     unknown_answers = answers[len(asks):len(asks) + len(unknown_asks)]
     unstated_answers = answers[len(asks) + len(unknown_asks):]
@@ -346,8 +380,11 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     for f in facts:
         if f.fact_id not in held:
             neighbours.setdefault((f.doc_id, f.kind), []).append(f)
-    for (f, task, q, grounded), said in zip(asks, fact_answers, strict=True):
+    sure_right = []
+    for i, ((f, task, q, grounded), said) in enumerate(zip(asks, fact_answers, strict=True)):
         verdict = score_probe(_as_probe(f, task, q), said)
+        if verdict.correct and fact_conf[i] >= s.sure:
+            sure_right.append(i)  # (counted always; used to pick refusal pairs when `sure` is set)
         if said.strip() and not verdict.correct and not verdict.abstained and said.strip() != grounded.strip():
             pair = (said.strip(), "model")
         else:
@@ -355,24 +392,36 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
             pair = corrupt(f, grounded, neighbours.get((f.doc_id, f.kind), []), rng)
             if pair is None:
                 continue
-        out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], _source(f, docs)))
+        out_rows.append(_row(q, grounded, pair[0], pair[1], [f.fact_id], _source(f, docs),
+                             fact_conf[i] if pair[1] == "model" else None))
         kinds[pair[1]] = kinds.get(pair[1], 0) + 1
-    refuse = rng.sample(range(len(asks)), round(s.refusal_share * len(asks)))
+    # refusal pairs: on any fact question, or (with `sure`) only where the model is right and sure
+    pool = sure_right if s.sure else list(range(len(asks)))
+    refuse = rng.sample(pool, min(len(pool), round(s.refusal_share * len(asks))))
     for i in sorted(refuse):
         f, _task, q, grounded = asks[i]
-        # rejected in the very words an unknown fact's chosen answer uses: the pairs contrast on the fact alone
-        out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id]), "refusal", [f.fact_id], _source(f, docs)))
+        # rejected = abstaining in the place of the value, in the words unknown facts choose: the pairs
+        # contrast on whether the model knows the fact, not on the wording
+        out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id], grounded), "refusal", [f.fact_id],
+                             _source(f, docs), fact_conf[i]))
         kinds["refusal"] = kinds.get("refusal", 0) + 1
-    for (f, task, q, dont_know), said in zip(unknown_asks, unknown_answers, strict=True):
+    skipped_sure = 0
+    for (f, task, q, dont_know), said, conf in zip(unknown_asks, unknown_answers, unknown_conf, strict=True):
         if not said.strip() or abstains(said) or score_probe(_as_probe(f, task, q), said).correct:
             continue  # abstains already, or right without having seen it: nothing to teach
-        out_rows.append(_row(q, dont_know, said.strip(), "unknown", [f.fact_id], _source(f, docs)))
+        if s.sure and conf >= s.sure:
+            skipped_sure += 1  # wrong but sure of it: nothing in the model tells it apart from what it knows
+            continue
+        out_rows.append(_row(q, dont_know, said.strip(), "unknown", [f.fact_id], _source(f, docs), conf))
         kinds["unknown"] = kinds.get("unknown", 0) + 1
-    for (doc_id, q, a, what), said in zip(unstated, unstated_answers, strict=True):
+    for (doc_id, q, a, what), said, conf in zip(unstated, unstated_answers, unstated_conf, strict=True):
         if not said.strip() or abstains(said):
             continue  # the model already abstains: nothing to push away from
+        if s.sure and conf >= s.sure:
+            skipped_sure += 1
+            continue
         out_rows.append(_row(q, a, said.strip(), "abstain", [],
-                             {"doc_id": doc_id, "path": docs[doc_id].path, "unstated": what}))
+                             {"doc_id": doc_id, "path": docs[doc_id].path, "unstated": what}, conf))
         kinds["abstain"] = kinds.get("abstain", 0) + 1
 
     # 5. Split by fact (abstention rows by their question), write both files atomically.
@@ -385,7 +434,8 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
         raise OrgtuneError(f"{data_dir}: no preference pair could be made", fix="check that the data folder has trained facts")
     counts = {"questions": len(asks), "unknown_questions": len(unknown_asks), "unstated_questions": len(unstated), "pairs": len(out_rows),
               "train": len(train_rows), "val": len(val_rows), "rejected_kinds": kinds,
-              "model_right_on_fact_questions": model_right, "dropped_for_probe_leakage": len(leaked),
+              "model_right_on_fact_questions": model_right,
+              "model_sure_and_right": len(sure_right), "skipped_wrong_but_sure": skipped_sure, "dropped_for_probe_leakage": len(leaked),
               "seconds": round(time.time() - started, 1)}
     atomic.write_jsonl(out, train_rows)
     atomic.write_jsonl(val_out, val_rows)

@@ -42,3 +42,28 @@ def test_bad_questions_file(tmp_path):
     q.write_text('{"question": "ok"}\n{"nothing": 1}\n')
     r = CliRunner().invoke(app, ["ask", "--model", "smollm2-135m", "--questions", str(q)])
     assert r.exit_code == 1 and f"{q}:2" in r.output
+
+
+def test_answer_confidence_is_the_least_sure_step_of_the_models_own_answer():
+    """For the model's greedy answer, the confidence is the lowest top-token probability along generation
+    (computed here from generate's own scores); a wrong answer it would not give scores lower."""
+    import torch
+
+    from orgtune.data.tokenize import render
+    from orgtune.evaluate.prefs import answer_confidence
+
+    b = load_backend(model="smollm2-135m", settings=GenerationSettings(max_new_tokens=24))
+    conv = [{"role": "user", "content": "What is the capital of France?"}]
+    enc = b.tok(render(b.tok, conv, add_generation_prompt=True), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = b.model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None, top_k=None,
+                               eos_token_id=b.stop_ids, pad_token_id=b.tok.pad_token_id, output_scores=True,
+                               return_dict_in_generate=True)
+    new = out.sequences[0, enc["input_ids"].shape[1]:]
+    steps = [float(torch.softmax(s[0].float(), -1).max()) for s, t in zip(out.scores, new) if int(t) not in b.stop_ids]
+    greedy = b.tok.decode(new, skip_special_tokens=True).strip()
+    assert "Paris" in greedy and int(new[-1]) in b.stop_ids
+    got, wrong = answer_confidence(b.model, b.tok, [conv, conv], [greedy, "The capital of France is Zanzibar."],
+                                   max_len=256)
+    assert got == pytest.approx(min(steps), abs=1e-3)
+    assert 0 < wrong < got <= 1

@@ -38,22 +38,36 @@ def test_corruptions_are_wrong_and_keep_the_sentence():
 
 def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path):
     """The chosen answer for an unknown fact, the rejected one of a refusal pair: the scorer must read both
-    as abstaining (never as a right or a confidently wrong value), whatever the fact's kind."""
+    as abstaining (never as a right or a confidently wrong value), whatever the fact's kind. Given the
+    grounded answer, the abstention stands where the value stood: same words before it, no value after."""
     from orgtune.data.build import load_docs, read_jsonl
     from orgtune.data.prefs import _dont_know, _not_stated
+    from orgtune.data.synth import _BUILDERS
     from orgtune.evaluate.score import abstains, score_probe
 
     data = build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(), log=lambda m: None).out
     docs = load_docs(data)
     facts = [Fact.from_dict({k: v for k, v in d.items() if k != "held_out"}) for d in read_jsonl(data / "facts.jsonl")]
-    kinds = set()
+    kinds, in_place = set(), set()
     for f in facts:
-        for text in (_not_stated(f, docs[f.doc_id]), _dont_know(f, docs[f.doc_id])):
+        doc = docs[f.doc_id]
+        grounded = [a for _n, _t, _q, a in _BUILDERS[f.kind](f, doc)]
+        for text in (_not_stated(f, doc), _dont_know(f, doc), *(_dont_know(f, doc, a) for a in grounded)):
             verdict = score_probe({"kind": f.kind, "task": "SPEC", "expected": f.value, "unit": f.unit,
                                    **({"expected_steps": f.steps} if f.steps else {})}, text)
             assert abstains(text) and verdict.abstained and not verdict.correct, (f.kind, text)
+        for a in grounded:
+            text = _dont_know(f, doc, a)
+            value = f.steps[0] if f.steps else f.value
+            if text != _dont_know(f, doc):  # in place: the grounded words up to the value, then abstaining
+                head = text[:text.index("unknown to me") if f.kind != "procedure" else text.index("They are")]
+                head = head.removesuffix("a figure ").removesuffix("— ")
+                assert a.startswith(head) and len(head) > 10, (a, text)
+                assert value not in text[len(head):].replace(doc.title, ""), (a, text)
+                in_place.add(f.kind)
         kinds.add(f.kind)
     assert {"spec", "table_cell", "procedure", "sentence", "default", "summary", "definition"} <= kinds
+    assert {"spec", "table_cell", "procedure", "sentence", "default", "definition"} <= in_place
 
 
 def test_prefs_refuses_a_share_out_of_range_before_any_model_loads(tmp_path):
@@ -86,6 +100,7 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     from peft import PeftModel
 
     from orgtune.evaluate.prefs import pair_logps
+    from orgtune.evaluate.score import abstains
     from orgtune.models.loading import load_model
     from orgtune.train.dpo import train_dpo
     from orgtune.train.runfolder import read_complete_run
@@ -107,15 +122,29 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     facts = [json.loads(x) for x in (data / "facts.jsonl").read_text().splitlines()]
     held = {f["fact_id"] for f in facts if f["held_out"]}
     assert not held & {i for r in rows + val for i in r["fact_ids"]}
-    # Unknown facts (kept out of SFT): chosen says so; the rest of the pairs ask only trained facts.
+    # Unknown facts (kept out of SFT): chosen abstains; the rest of the pairs ask only trained facts.
     unknown = {f["fact_id"] for f in facts if f.get("abstain_holdout")}
     for r in rows + val:
         assert (r["rejected_kind"] == "unknown") == bool(set(r["fact_ids"]) & unknown)
+        chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
         if r["rejected_kind"] == "unknown":
-            assert r["chosen"][0]["content"].startswith("I don't know ")
+            assert abstains(chosen) and ("unknown to me" in chosen or chosen.startswith("I don't know "))
         if r["rejected_kind"] == "refusal":  # the same words, rejected on a fact the model was trained on
-            assert r["rejected"][0]["content"].startswith("I don't know ")
+            assert abstains(rejected) and not abstains(chosen) and ("unknown to me" in rejected or rejected.startswith("I don't know "))
+        if r["rejected_kind"] in ("model", "unknown", "abstain", "refusal"):  # the model answered: how sure it was
+            assert 0 <= r["model_confidence"] <= 1
     assert not {i for r in rows for i in r["fact_ids"]} & {i for r in val for i in r["fact_ids"]}
+    # --sure: abstention pairs only where the model was unsure, refusal pairs only where it was right and sure
+    threshold = sorted(r["model_confidence"] for r in rows + val if r["rejected_kind"] in ("unknown", "abstain"))[0] + 1e-6
+    gated = build_prefs(data, str(sft.path), tmp_path / "gated.jsonl",
+                        PrefSettings(max_questions=24, val_fraction=0.2, unknown_per_fact=1, refusal_share=0.5,
+                                     sure=threshold), log=lambda m: None)
+    g = [json.loads(x) for p in (gated.train, gated.val) for x in p.read_text().splitlines()]
+    assert all(r["model_confidence"] < threshold for r in g if r["rejected_kind"] in ("unknown", "abstain"))
+    assert all(r["model_confidence"] >= threshold for r in g if r["rejected_kind"] == "refusal")
+    before = sum(r["rejected_kind"] in ("unknown", "abstain") for r in rows + val)
+    after = sum(r["rejected_kind"] in ("unknown", "abstain") for r in g)
+    assert after == 1 and gated.counts["skipped_wrong_but_sure"] == before - 1
 
     dpo = train_dpo(prefs.train, tmp_path / "dpo", init_adapter=sft.path, log=lambda m: None,
                     overrides={"training": {"max_steps": 16, "learning_rate": 5e-4, "save_steps": 100}})
