@@ -64,7 +64,8 @@ class PrefSettings:
     max_questions: int | None = None  # cap on fact questions (a spread over facts), for quick runs
     unknown_per_fact: int = 2  # phrasings asked of each fact the build kept out of training (--abstain-holdout)
     # Share of fact questions that also get a pair against abstaining (chosen = the grounded answer, rejected =
-    # "… is not stated …"), so that learning to abstain on the unknown does not spill onto what the model knows.
+    # the same words with "unknown to me" in the value's place), so that learning to abstain on the unknown
+    # does not spill onto what the model knows.
     # Off by default: on the bundled documents it did not keep accuracy and it suppressed abstention (README).
     refusal_share: float = 0.0
     # The model is "sure" of an answer when it gives every token of it at least this probability. Unknown-fact
