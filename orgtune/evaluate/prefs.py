@@ -67,5 +67,5 @@ def answer_confidence(model, tok, conversations: list[list[dict]], answers: list
                 out.append(0.0)
                 continue
             logps = _answer_logps(model, tok, conv + [{"role": "assistant", "content": answer}], max_len=max_len, eot=eot)
-            out.append(float(logps[:-1].min().exp()) if len(logps) > 1 else float(logps.min().exp()))
+            out.append(float(logps[:-1].min().exp()) if len(logps) > 1 else float(logps.min().exp()) if len(logps) else 0.0)
     return out

@@ -91,6 +91,11 @@ def test_user_preference_files_are_validated_before_training(tmp_path, demo_data
     assert not (tmp_path / "run").exists()
     r = run_cli("train", "--beta", "0.2", "--data", str(demo_data), "--out", str(tmp_path / "run"), timeout=120)
     assert r.returncode == 1 and "--method dpo" in r.stderr
+    good = _tiny_prefs(tmp_path / "good.jsonl")
+    r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--loss-weights", "1",
+                timeout=120)
+    assert r.returncode == 1 and "loss_weights has 1 values for 2 loss types" in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
