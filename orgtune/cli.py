@@ -177,13 +177,15 @@ def data_prefs(
     unknown_per_fact: Annotated[int, typer.Option(help="Phrasings asked of each fact `data build --abstain-holdout` kept out of training.")] = 2,
     refusal_share: Annotated[float, typer.Option(help="Share of fact questions that also get a pair against abstaining (chosen = the grounded answer).")] = 0.0,
     sure: Annotated[float, typer.Option(help="Abstention pairs only where the model is less sure than this (lowest token probability of its answer); refusal pairs only where it is right and sure. 0 = off.")] = 0.0,
+    anchors: Annotated[bool, typer.Option(help="A trained fact whose value the model gave for an unknown one also gets a pair against abstaining.")] = True,
 ) -> None:
     """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
     from orgtune.data.prefs import PrefSettings, build_prefs
 
     settings = PrefSettings(questions_per_fact=questions_per_fact, abstain_share=abstain_share,
                             val_fraction=val_fraction, seed=seed, batch_size=batch_size, max_questions=max_questions,
-                            unknown_per_fact=unknown_per_fact, refusal_share=refusal_share, sure=sure)
+                            unknown_per_fact=unknown_per_fact, refusal_share=refusal_share, sure=sure,
+                            anchors=anchors)
     result = build_prefs(data_dir, model, out, settings, log=_echo_err)
     c = result.counts
     typer.echo(f"wrote {c['train']} pairs to {result.train} and {c['val']} held-out pairs to {result.val} "

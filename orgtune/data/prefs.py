@@ -18,7 +18,10 @@ fact questions also pair the grounded answer against abstaining in those very wo
 differ in whether the model saw the fact, not in the wording. With `sure`, the model's confidence in each
 of its answers (the lowest probability it gives any token of it) decides: abstention pairs only where it
 was unsure, refusal pairs only where it was right and sure, so that DPO is asked to abstain where the
-model's recall is weak rather than on facts it states (wrongly) with full confidence.
+model's recall is weak rather than on facts it states (wrongly) with full confidence. The model's wrong
+answers to unknown and unstated questions are often values of trained facts it borrowed ("0.4 W", the
+standby power, for the heater power it never saw); pushing them down there pushes them down where they
+are right, so each trained fact so borrowed gets an anchor pair (grounded answer against abstaining on it).
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and
@@ -73,6 +76,11 @@ class PrefSettings:
     # sure: the pairs then ask DPO to abstain exactly when the model's own recall is weak, a rule it can learn,
     # rather than on facts it answers (wrongly) with full confidence. 0 = off.
     sure: float = 0.0
+    # A trained fact whose value the model gave as its (wrong) answer to an unknown fact or unstated question
+    # also gets a refusal-style pair: DPO pushes that value down where it was borrowed, and the anchor keeps
+    # it up where it belongs (on the bundled documents DPO kept 38 and 40 of 50 trained probes with them,
+    # 35 without; README).
+    anchors: bool = True
 
 
 @dataclass
@@ -238,6 +246,24 @@ def _dont_know(f: Fact, doc, grounded: str | None = None) -> str:
     else:
         what = f"the {_lc(f.attribute)} of {_the(f.subject)}"
     return f"I don't know {what}; please check {product}."
+
+
+def borrowed(answers: list[tuple[str, str]], facts: list[Fact]) -> list[str]:
+    """Ids of the facts whose value appears, as a whole word or figure, in a (question, answer) pair's
+    answer but not in its question (a value the question itself names, such as a model number, is not
+    borrowed), in `facts` order.
+
+        borrowed([("Heat-up time of the Halvo?", "It is 20 seconds.")], [steam_ready_20_seconds]) -> [its id]
+    """
+    out = []
+    for f in facts:
+        value = (f.value or "").strip().lower()
+        if f.kind == "procedure" or len(value) < 3:
+            continue
+        pattern = re.compile(rf"(?<![\w.]){re.escape(value)}(?![\w]|\.\d)")
+        if any(pattern.search(a.lower()) and not pattern.search(q.lower()) for q, a in answers):
+            out.append(f.fact_id)
+    return out
 
 
 def _group_cells(cells: list[Fact]) -> dict[tuple[str, str], list[Fact]]:
@@ -424,6 +450,21 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
         out_rows.append(_row(q, a, said.strip(), "abstain", [],
                              {"doc_id": doc_id, "path": docs[doc_id].path, "unstated": what}, conf))
         kinds["abstain"] = kinds.get("abstain", 0) + 1
+
+    if s.anchors:
+        have = {r["fact_ids"][0] for r in out_rows if r["rejected_kind"] == "refusal"}
+        first_ask: dict[str, int] = {}
+        for i, (f, _task, _q, _g) in enumerate(asks):
+            first_ask.setdefault(f.fact_id, i)
+        borrowed_from = [(r["prompt"][0]["content"], r["rejected"][0]["content"]) for r in out_rows
+                         if r["rejected_kind"] in ("unknown", "abstain")]
+        for fid in borrowed(borrowed_from, [asks[i][0] for i in first_ask.values()]):
+            if fid in have:
+                continue
+            f, _task, q, grounded = asks[first_ask[fid]]
+            out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id], grounded), "anchor", [f.fact_id],
+                                 _source(f, docs), fact_conf[first_ask[fid]]))
+            kinds["anchor"] = kinds.get("anchor", 0) + 1
 
     # 5. Split by fact (abstention rows by their question), write both files atomically.
     val_ids = _val_ids(sorted({i for r in out_rows for i in r["fact_ids"]}), s.val_fraction, s.seed)

@@ -11,7 +11,7 @@ import yaml
 
 from orgtune.data.build import BuildSettings, build
 from orgtune.data.extract import Fact
-from orgtune.data.prefs import PrefSettings, build_prefs, corrupt
+from orgtune.data.prefs import PrefSettings, borrowed, build_prefs, corrupt
 from tests.conftest import SAMPLES, run_cli
 
 
@@ -34,6 +34,24 @@ def test_corruptions_are_wrong_and_keep_the_sentence():
     wrong, how = corrupt(_fact(value="stainless steel", unit=None, attribute="housing"),
                          "The housing of the Halvo is stainless steel.", [other], rng)
     assert (wrong, how) == ("The housing of the Halvo is 1.2 l.", "neighbour")
+
+
+def test_a_trained_value_the_model_gave_for_an_unknown_fact_is_borrowed():
+    """Anchor pairs go to the trained facts whose value turns up in a wrong answer to an unknown question."""
+    steam = Fact("steam", "d", "spec", "Halvo", "steam ready", "20 seconds", "s", (0, 1), [])
+    model = Fact("model", "d", "spec", "Halvo", "model", "HV-3120", None, (1, 2), [])
+    volts = Fact("volts", "d", "spec", "Halvo", "supply voltage", "220-240 V", "V", (2, 3), [])
+    short = Fact("short", "d", "default", "Halvo", "cup warmer", "on", None, (3, 4), [])
+    steps = Fact("steps", "d", "procedure", "Descaling", "steps", "Fill the tank.", None, (4, 5), [],
+                 steps=["Fill the tank."])
+    facts = [steam, model, volts, short, steps]
+    said = [("What is the heat-up time of the Halvo HV-3120?", "The heat-up time of the Halvo HV-3120 is 20 seconds."),
+            ("What is the heater power of the Halvo?", "The heater power is on; Fill the tank. first.")]
+    # the model number is in the question itself; "on" is too short to tell; a procedure has no single value
+    assert borrowed(said, facts) == ["steam"]
+    assert borrowed([("Heat-up time?", "It takes 120 seconds, or 2.20 seconds")], facts) == []
+    assert borrowed([("Supply?", "It runs on 220-240 V.")], facts) == ["volts"]
+    assert borrowed([], facts) == []
 
 
 def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path):
@@ -139,6 +157,18 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
         if r["rejected_kind"] in ("model", "unknown", "abstain", "refusal"):  # the model answered: how sure it was
             assert 0 <= r["model_confidence"] <= 1
     assert not {i for r in rows for i in r["fact_ids"]} & {i for r in val for i in r["fact_ids"]}
+    # anchors: a trained fact whose value the model gave for an unknown one, against abstaining on it
+    by_id = {f["fact_id"]: f for f in facts}
+    wrong_for_unknown = " ".join(r["rejected"][0]["content"].lower() for r in rows + val
+                                 if r["rejected_kind"] in ("unknown", "abstain"))
+    refused = {r["fact_ids"][0] for r in rows + val if r["rejected_kind"] == "refusal"}
+    anchors = [r for r in rows + val if r["rejected_kind"] == "anchor"]
+    assert prefs.counts["rejected_kinds"].get("anchor", 0) == len(anchors)
+    for r in anchors:
+        f = by_id[r["fact_ids"][0]]
+        assert not f["held_out"] and not f.get("abstain_holdout") and f["fact_id"] not in refused
+        assert f["value"].lower() in wrong_for_unknown
+        assert abstains(r["rejected"][0]["content"]) and not abstains(r["chosen"][0]["content"])
     # --sure: abstention pairs only where the model was unsure, refusal pairs only where it was right and sure
     threshold = sorted(r["model_confidence"] for r in rows + val if r["rejected_kind"] in ("unknown", "abstain"))[0] + 1e-4
     gated = build_prefs(data, str(sft.path), tmp_path / "gated.jsonl",
