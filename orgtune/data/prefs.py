@@ -425,13 +425,16 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     # refusal pairs: on any fact question, or (with `sure`) only where the model is right and sure
     pool = sure_right if s.sure else list(range(len(asks)))
     refuse = rng.sample(pool, min(len(pool), round(s.refusal_share * len(asks))))
-    for i in sorted(refuse):
-        f, _task, q, grounded = asks[i]
+    def against_abstaining(i: int, kind: str) -> None:
         # rejected = abstaining in the place of the value, in the words unknown facts choose: the pairs
         # contrast on whether the model knows the fact, not on the wording
-        out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id], grounded), "refusal", [f.fact_id],
+        f, _task, q, grounded = asks[i]
+        out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id], grounded), kind, [f.fact_id],
                              _source(f, docs), fact_conf[i]))
-        kinds["refusal"] = kinds.get("refusal", 0) + 1
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    for i in sorted(refuse):
+        against_abstaining(i, "refusal")
     skipped_sure = 0
     for (f, task, q, dont_know), said, conf in zip(unknown_asks, unknown_answers, unknown_conf, strict=True):
         if not said.strip() or abstains(said) or score_probe(_as_probe(f, task, q), said).correct:
@@ -459,12 +462,8 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
         borrowed_from = [(r["prompt"][0]["content"], r["rejected"][0]["content"]) for r in out_rows
                          if r["rejected_kind"] in ("unknown", "abstain")]
         for fid in borrowed(borrowed_from, [asks[i][0] for i in first_ask.values()]):
-            if fid in have:
-                continue
-            f, _task, q, grounded = asks[first_ask[fid]]
-            out_rows.append(_row(q, grounded, _dont_know(f, docs[f.doc_id], grounded), "anchor", [f.fact_id],
-                                 _source(f, docs), fact_conf[first_ask[fid]]))
-            kinds["anchor"] = kinds.get("anchor", 0) + 1
+            if fid not in have:
+                against_abstaining(first_ask[fid], "anchor")
 
     # 5. Split by fact (abstention rows by their question), write both files atomically.
     val_ids = _val_ids(sorted({i for r in out_rows for i in r["fact_ids"]}), s.val_fraction, s.seed)
