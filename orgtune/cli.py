@@ -174,10 +174,10 @@ def data_prefs(
     seed: Annotated[int, typer.Option(help="Seed for corruptions and the split.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Questions generated per batch.")] = 16,
     max_questions: Annotated[Optional[int], typer.Option(help="Ask at most N fact questions (a random spread).")] = None,
-    unknown_per_fact: Annotated[int, typer.Option(help="Phrasings asked of each fact `data build --abstain-holdout` kept out of training.")] = 2,
+    unknown_per_fact: Annotated[int, typer.Option(help="Phrasings asked of each fact `data build --abstain-holdout` kept out of training.")] = 8,
     refusal_share: Annotated[float, typer.Option(help="Share of fact questions that also get a pair against abstaining (chosen = the grounded answer).")] = 0.0,
-    sure: Annotated[float, typer.Option(help="Abstention pairs only where the model is less sure than this (lowest token probability of its answer); refusal pairs only where it is right and sure. 0 = off.")] = 0.0,
-    anchors: Annotated[bool, typer.Option(help="A trained fact whose value the model gave for an unknown one also gets a pair against abstaining.")] = True,
+    sure: Annotated[float, typer.Option(help="Abstention pairs only where the model is less sure than this (lowest token probability of its answer); refusal pairs only where it is right and sure. 0 = off.")] = 0.5,
+    anchors: Annotated[bool, typer.Option(help="A trained fact whose value the model gave for an unknown one also gets a pair against abstaining.")] = False,
 ) -> None:
     """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
     from orgtune.data.prefs import PrefSettings, build_prefs
@@ -225,13 +225,16 @@ def train(
     beta: Annotated[Optional[float], typer.Option(help="DPO: how far the policy may move from the reference.")] = None,
     loss_type: Annotated[Optional[str], typer.Option(help="DPO loss(es), comma-separated, TRL's names (default sigmoid,sft).")] = None,
     loss_weights: Annotated[Optional[str], typer.Option(help="DPO: one weight per loss type, comma-separated (e.g. 0.5,1).")] = None,
+    replay: Annotated[Optional[float], typer.Option(help="DPO: weight of the NLL on SFT rows replayed beside the pairs (0 = off).")] = None,
+    replay_data: Annotated[Optional[Path], typer.Option(help="DPO: SFT rows to replay (default: the --init-adapter run's training file).")] = None,
 ) -> None:
     """Train a LoRA adapter: SFT (assistant tokens only), or DPO on preference pairs on top of an SFT run.
     Re-running the same command resumes after a crash."""
     if method not in ("sft", "dpo"):
         raise OrgtuneError(f"--method {method!r}: unknown", fix="use --method sft or --method dpo")
-    if method == "sft" and (beta is not None or loss_type is not None or loss_weights is not None):
-        raise OrgtuneError("--beta, --loss-type and --loss-weights are DPO settings", fix="add --method dpo, or drop them")
+    if method == "sft" and any(x is not None for x in (beta, loss_type, loss_weights, replay, replay_data)):
+        raise OrgtuneError("--beta, --loss-type, --loss-weights, --replay and --replay-data are DPO settings",
+                           fix="add --method dpo, or drop them")
     if method == "dpo":
         from orgtune.train.dpo import train_dpo as run_training
     else:
@@ -244,7 +247,8 @@ def train(
         "training": {"num_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": batch_size,
                      "gradient_accumulation_steps": grad_accum, "max_steps": max_steps, "seed": seed,
                      "save_steps": save_steps, "tensorboard": tensorboard, "val_fraction": val_fraction},
-        "dpo": {"beta": beta, "loss_type": _csv(loss_type), "loss_weights": _csv(loss_weights)},
+        "dpo": {"beta": beta, "loss_type": _csv(loss_type), "loss_weights": _csv(loss_weights), "replay": replay,
+                "replay_data": str(replay_data) if replay_data is not None else None},
     }
     overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
     run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},

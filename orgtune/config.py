@@ -110,6 +110,11 @@ class DpoSection(_Section):
                     "answers' NLL, which keeps DPO from lowering the grounded answers' likelihood (RPO).")
     loss_weights: list[float] | None = Field(None, description="One weight per loss type (default: all 1).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust DPO / EXO label smoothing.")
+    replay: float | None = Field(None, ge=0, description="Weight of an NLL term on SFT rows replayed beside the "
+                                 "pairs (one micro-batch of them per pair micro-batch); 0 = off; default 1 when the "
+                                 "--init-adapter run's training file is at hand, else off.")
+    replay_data: str | None = Field(None, description="SFT rows to replay (default: the --init-adapter run's "
+                                                      "own training file).")
 
     @model_validator(mode="before")
     @classmethod

@@ -65,7 +65,7 @@ class PrefSettings:
     seed: int = 0
     batch_size: int = 16
     max_questions: int | None = None  # cap on fact questions (a spread over facts), for quick runs
-    unknown_per_fact: int = 2  # phrasings asked of each fact the build kept out of training (--abstain-holdout)
+    unknown_per_fact: int = 8  # phrasings asked of each fact the build kept out of training (--abstain-holdout)
     # Share of fact questions that also get a pair against abstaining (chosen = the grounded answer, rejected =
     # the same words with "unknown to me" in the value's place), so that learning to abstain on the unknown
     # does not spill onto what the model knows.
@@ -75,12 +75,13 @@ class PrefSettings:
     # and unstated-question pairs are made only where it is unsure, refusal pairs only where it is right and
     # sure: the pairs then ask DPO to abstain exactly when the model's own recall is weak, a rule it can learn,
     # rather than on facts it answers (wrongly) with full confidence. 0 = off.
-    sure: float = 0.0
+    sure: float = 0.5
     # A trained fact whose value the model gave as its (wrong) answer to an unknown fact or unstated question
     # also gets a refusal-style pair: DPO pushes that value down where it was borrowed, and the anchor keeps
     # it up where it belongs (on the bundled documents DPO kept 38 and 40 of 50 trained probes with them,
-    # 35 without; README).
-    anchors: bool = True
+    # 35 without). Off by default: with SFT replay (train --replay) holding the trained answers, they only
+    # held abstention back (8/9 held-out facts confidently wrong with them, 6/9 without; README).
+    anchors: bool = False
 
 
 @dataclass

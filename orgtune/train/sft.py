@@ -63,7 +63,9 @@ def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> 
 
 def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
             val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-            formats: tuple[str, ...] = SFT_FORMATS) -> Prepared:
+            formats: tuple[str, ...] = SFT_FORMATS, more_files=None) -> Prepared:
+    """Check everything before the model loads. `more_files(cfg, parent)` names further input files
+    (checked by the caller) whose contents join the run's fingerprint."""
     overrides = dict(overrides or {})
     parent = runfolder.read_complete_run(init_adapter) if init_adapter else None
     if parent is not None:
@@ -82,6 +84,8 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     _check_backends(cfg)
 
     hashes = {str(f.path): runfolder.sha256_file(f.path) for f in files}
+    for extra in (more_files(cfg, parent) if more_files else []):
+        hashes[str(extra)] = runfolder.sha256_file(extra)
     parent_sha = parent.manifest.get("adapter_sha256") if parent else None
     fp = runfolder.fingerprint(cfg, hashes, parent_sha)
     out = Path(out)

@@ -1,6 +1,6 @@
 """orgtune's SFTTrainer (and DPOTrainer): TRL's, with atomic checkpoints and a loss that only computes the logits it needs.
 
-Two thin overrides, each for a default that is wrong for us:
+Thin overrides, each for a default that is wrong for us (and DPO's SFT replay, below):
 - `_save_checkpoint`: transformers writes checkpoint-N in place; ours appear whole or not at all
   (see checkpoints.py), and HF's own rotation can delete the newest checkpoint at save_total_limit=1.
 - `compute_loss`: the LM head runs only at positions whose next token is trained (assistant tokens),
@@ -27,34 +27,86 @@ class AtomicCheckpoints:
         save_checkpoint(self, self.keep_checkpoints)
 
 
+def assistant_nll(model, model_inputs: dict, labels, num_items_in_batch=None):
+    """Token-mean cross-entropy on trained (assistant) positions only; the LM head runs only where the next
+    token is trained. Returns (loss, outputs, predicted, gold, count) for the caller's metrics."""
+    targets_all = labels[:, 1:]
+    trained = targets_all != IGNORE
+    # Union of positions (over the batch rows) whose next token is trained; padding-free batches have one row.
+    positions = trained.any(dim=0).nonzero(as_tuple=True)[0]
+    outputs = model(**model_inputs, use_cache=False, logits_to_keep=positions)
+    targets = targets_all[:, positions]
+    mask = targets != IGNORE
+    picked, gold = outputs.logits[mask].float(), targets[mask]
+    total = torch.nn.functional.cross_entropy(picked, gold, reduction="sum")
+    count = mask.sum()
+    denom = num_items_in_batch if num_items_in_batch is not None else count
+    loss = total / torch.as_tensor(denom, device=total.device).clamp(min=1)
+    return loss, outputs, picked.detach().argmax(-1), gold, count
+
+
 class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        labels = inputs["labels"]
-        targets_all = labels[:, 1:]
-        trained = targets_all != IGNORE
-        # Union of positions (over the batch rows) whose next token is trained; padding-free batches have one row.
-        positions = trained.any(dim=0).nonzero(as_tuple=True)[0]
         model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
-        outputs = model(**model_inputs, use_cache=False, logits_to_keep=positions)
-        logits = outputs.logits  # (rows, len(positions), vocab)
-        targets = targets_all[:, positions]
-        mask = targets != IGNORE
-        picked, gold = logits[mask].float(), targets[mask]
-        total = torch.nn.functional.cross_entropy(picked, gold, reduction="sum")
-        count = mask.sum()
-        denom = num_items_in_batch if num_items_in_batch is not None else count
-        loss = total / torch.as_tensor(denom, device=total.device).clamp(min=1)
+        loss, outputs, predicted, gold, count = assistant_nll(model, model_inputs, inputs["labels"],
+                                                              num_items_in_batch=num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
         with torch.no_grad():
-            correct = (picked.argmax(-1) == gold).sum()
             n = self.accelerator.gather_for_metrics(count).sum()
-            hits = self.accelerator.gather_for_metrics(correct).sum()
+            hits = self.accelerator.gather_for_metrics((predicted == gold).sum()).sum()
             self._metrics[mode]["mean_token_accuracy"].append((hits / n).item() if n > 0 else 0.0)
         return (loss, outputs) if return_outputs else loss
 
 
 class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
-    """TRL's DPOTrainer with orgtune's atomic checkpoints (the loss is TRL's)."""
+    """TRL's DPOTrainer with orgtune's atomic checkpoints; the preference loss is TRL's.
+
+    With `replay` (encoded SFT rows, e.g. the parent run's training data) each training micro-batch also
+    adds `replay_weight` × the policy's assistant-token NLL on the next `replay_batch` of those rows, in a
+    fixed shuffled order that a resumed run continues: DPO moves the answers the pairs name while the
+    answers SFT taught, in the words it taught them, are held where they were.
+    """
+
+    def __init__(self, *args, replay=None, replay_weight: float = 0.0, replay_batch: int = 4, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.replay_rows = list(replay.rows) if replay is not None and replay_weight > 0 else []
+        self.replay_weight, self.replay_batch = replay_weight, replay_batch
+        self._replay_next = None  # index into the replay stream; set from global_step on the first call
+
+    def _replay_batch_rows(self) -> list:
+        import random
+
+        if self._replay_next is None:
+            self._replay_next = self.state.global_step * self.args.gradient_accumulation_steps * self.replay_batch
+        n = len(self.replay_rows)
+        out = []
+        for _ in range(self.replay_batch):
+            lap, i = divmod(self._replay_next, n)
+            order = list(range(n))
+            random.Random(self.args.seed * 1_000_003 + lap).shuffle(order)
+            out.append(self.replay_rows[order[i]])
+            self._replay_next += 1
+        return out
+
+    def _replay_loss(self, model):
+        rows = self._replay_batch_rows()
+        width = max(len(r.input_ids) for r in rows)
+        pad = self.processing_class.pad_token_id or 0
+        device = self.accelerator.device
+        ids = torch.tensor([r.input_ids + [pad] * (width - len(r.input_ids)) for r in rows], device=device)
+        labels = torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows], device=device)
+        attn = torch.tensor([[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows], device=device)
+        return assistant_nll(model, {"input_ids": ids, "attention_mask": attn}, labels)[0]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if not (self.replay_rows and self.model.training):
+            return result
+        loss, rest = (result[0], result[1:]) if return_outputs else (result, ())
+        replay = self._replay_loss(model)
+        self._metrics["train"]["replay_nll"].append(replay.item())
+        loss = loss + self.replay_weight * replay
+        return (loss, *rest) if return_outputs else loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import pytest
 import yaml
@@ -113,6 +114,12 @@ def test_user_preference_files_are_validated_before_training(tmp_path, demo_data
     r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--loss-weights", "1",
                 timeout=120)
     assert r.returncode == 1 and "loss_weights has 1 values for 2 loss types" in r.stderr
+    r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--replay", "1",
+                timeout=120)
+    assert r.returncode == 1 and "--replay needs SFT rows to replay" in r.stderr and "--replay-data FILE" in r.stderr
+    r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--replay", "1",
+                "--replay-data", str(bad), timeout=120)
+    assert r.returncode == 1 and f"{bad}:1:" in r.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -133,8 +140,8 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     sft = train(data, tmp_path / "sft", log=lambda m: None,
                 overrides={"training": {"max_steps": 12, "save_steps": 100}})
     prefs = build_prefs(data, str(sft.path), tmp_path / "prefs.jsonl",
-                        PrefSettings(max_questions=24, val_fraction=0.2, unknown_per_fact=1, refusal_share=0.5),
-                        log=lambda m: None)
+                        PrefSettings(max_questions=24, val_fraction=0.2, unknown_per_fact=1, refusal_share=0.5,
+                                     sure=0, anchors=True), log=lambda m: None)
     rows = [json.loads(x) for x in prefs.train.read_text().splitlines()]
     val = [json.loads(x) for x in prefs.val.read_text().splitlines()]
     kinds = {r["rejected_kind"] for r in rows + val}
@@ -173,7 +180,7 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     threshold = sorted(r["model_confidence"] for r in rows + val if r["rejected_kind"] in ("unknown", "abstain"))[0] + 1e-4
     gated = build_prefs(data, str(sft.path), tmp_path / "gated.jsonl",
                         PrefSettings(max_questions=24, val_fraction=0.2, unknown_per_fact=1, refusal_share=0.5,
-                                     sure=threshold), log=lambda m: None)
+                                     sure=threshold, anchors=True), log=lambda m: None)
     g = [json.loads(x) for p in (gated.train, gated.val) for x in p.read_text().splitlines()]
     assert all(r["model_confidence"] < threshold + 1e-6 for r in g if r["rejected_kind"] in ("unknown", "abstain"))
     assert all(r["model_confidence"] >= threshold - 1e-6 for r in g if r["rejected_kind"] == "refusal")
@@ -185,6 +192,9 @@ def test_sft_then_dpo_on_the_embedded_model(tmp_path):
                     overrides={"training": {"max_steps": 16, "learning_rate": 5e-4, "save_steps": 100}})
     assert dpo.manifest["method"] == "dpo" and dpo.manifest["parent"]["run"] == str(sft.path.resolve())
     assert dpo.manifest["data"]["val"]["rows"] == len(val)
+    # by default the parent's own SFT rows are replayed beside the pairs
+    assert dpo.manifest["data"]["replay"]["path"] == str((data / "train.jsonl").resolve())
+    assert dpo.manifest["data"]["replay"]["weight"] == 1.0
     assert sorted(p.name for p in dpo.adapter_dir.iterdir() if p.is_dir()) == []  # the reference copy is not saved
 
     base, tok, _ = load_model("smollm2-135m", device="cpu", dtype="float32")
@@ -219,24 +229,29 @@ def _tiny_prefs(path):
 
 
 def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir, demo_data):
-    """Crash-safe like SFT: killed mid-run, the same command resumes and logs the uninterrupted losses."""
+    """Crash-safe like SFT: killed mid-run, the same command resumes and logs the uninterrupted losses,
+    SFT replay included (the replayed rows continue where the killed run was)."""
     from tests.train.test_resume import assert_same, kill_after_step, losses
 
-    r = run_cli("train", "--data", str(demo_data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "sft"),
+    sft_rows = tmp_path / "sft_rows.jsonl"
+    shutil.copy(demo_data, sft_rows)
+    r = run_cli("train", "--data", str(sft_rows), "--model", str(tiny_model_dir), "--out", str(tmp_path / "sft"),
                 "--max-steps", "2", "--save-steps", "100")
     assert r.returncode == 0, r.stderr
     prefs = _tiny_prefs(tmp_path / "prefs.jsonl")
 
     def args(out):
         return ["train", "--method", "dpo", "--data", str(prefs), "--init-adapter", str(tmp_path / "sft"),
-                "--out", str(out), "--max-steps", "12", "--save-steps", "3", "--lr", "1e-3", "--beta", "0.2"]
+                "--out", str(out), "--max-steps", "12", "--save-steps", "3", "--lr", "1e-3", "--beta", "0.2",
+                "--replay", "0.5"]
 
     r = run_cli(*args(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
     reference = losses(tmp_path / "ref")
     assert len(reference) == 12
     cfg = yaml.safe_load((tmp_path / "ref" / "config.yaml").read_text())
-    assert cfg["dpo"] == {"beta": 0.2, "loss_type": ["sigmoid", "sft"], "loss_weights": None, "label_smoothing": 0.0}
+    assert cfg["dpo"] == {"beta": 0.2, "loss_type": ["sigmoid", "sft"], "loss_weights": None, "label_smoothing": 0.0,
+                          "replay": 0.5, "replay_data": None}
     assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["num_epochs"] == 1
     out = tmp_path / "run"
     kill_after_step(args(out), out / "metrics.jsonl", 5)
@@ -244,3 +259,18 @@ def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir
     assert r.returncode == 0, r.stderr
     assert "resuming from" in r.stderr
     assert_same(reference, losses(out))
+    replayed = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["replay_nll"] > 0 for m in replayed if "loss" in m)
+    entry = json.loads((out / "manifest.json").read_text())["data"]["replay"]
+    assert entry["path"] == str(sft_rows.resolve()) and entry["weight"] == 0.5
+    # the parent's training file edited since: replaying it would not replay what SFT learned
+    sft_rows.write_text(sft_rows.read_text() + sft_rows.read_text().splitlines()[0] + "\n")
+    r = run_cli(*args(tmp_path / "edited"))
+    assert r.returncode == 1 and f"{sft_rows.resolve()} changed since" in r.stderr
+    assert not (tmp_path / "edited").exists()
+    # without --replay the run goes on, replay off, and says so
+    r = run_cli("train", "--method", "dpo", "--data", str(prefs), "--init-adapter", str(tmp_path / "sft"),
+                "--out", str(tmp_path / "edited"), "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert "SFT replay off:" in r.stderr and "changed since" in r.stderr
+    assert "replay" not in json.loads((tmp_path / "edited" / "manifest.json").read_text())["data"]
