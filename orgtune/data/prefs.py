@@ -21,7 +21,8 @@ was unsure, refusal pairs only where it was right and sure, so that DPO is asked
 model's recall is weak rather than on facts it states (wrongly) with full confidence. The model's wrong
 answers to unknown and unstated questions are often values of trained facts it borrowed ("0.4 W", the
 standby power, for the heater power it never saw); pushing them down there pushes them down where they
-are right, so each trained fact so borrowed gets an anchor pair (grounded answer against abstaining on it).
+are right, so with `anchors` each trained fact so borrowed gets an anchor pair (grounded answer against
+abstaining on it; off by default, as SFT replay in `train --method dpo` holds those values better).
 
 Pairs of ~10% of the facts go to PREFS.val.jsonl (held out of DPO training; `orgtune eval` scores the
 reward margin and preference accuracy on them). Every row keeps the fact ids and source span, and

@@ -10,8 +10,8 @@ DPO: it applies to the base on its own, so eval, export and serve use it like an
 --init-adapter a new adapter is trained and the reference is the base (adapter disabled).
 
 The parent's own SFT rows (or --replay-data FILE) are replayed beside the pairs: each micro-batch adds
-W × the policy's NLL on a micro-batch of them (--replay W, default 1; 0 = off), so the answers SFT taught, in the words it
-taught them, stay where they were while DPO moves the ones the pairs name.
+W × the policy's NLL on a micro-batch of them (--replay W, default 1; 0 = off), so the answers SFT
+taught, in the words it taught them, stay where they were while DPO moves the ones the pairs name.
 
 A preference file's validation pairs (--val, or PREFS.val.jsonl next to PREFS.jsonl) are scored at
 each epoch end; `orgtune eval` reports the reward margin and preference accuracy on them.
@@ -98,9 +98,14 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
         from orgtune.config import resolve_config
 
         parent_lr = resolve_config(yaml_path=config_path, overrides=overrides).training.learning_rate
+    replay_choice: list[tuple[Path | None, float]] = []  # resolved once, inside prepare's checks
+
+    def replayed(cfg, parent) -> list[Path]:
+        replay_choice.append(replay_file(cfg, parent, log=log))
+        return [replay_choice[0][0]] if replay_choice[0][0] is not None else []
+
     p = prepare(data, out, config_path=config_path, overrides=dpo_overrides(overrides, parent_lr), val=val,
-                resume=resume, init_adapter=init_adapter, formats=("preference",),
-                more_files=lambda cfg, parent: [f for f in [replay_file(cfg, parent)[0]] if f is not None])
+                resume=resume, init_adapter=init_adapter, formats=("preference",), more_files=replayed)
     done = finished_run(p, log)
     if done is not None:
         return done
@@ -120,7 +125,7 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
                 "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), format="preference")}}
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_rows), format="preference")
-    replay_path, replay_weight = replay_file(cfg, p.parent, log=log)
+    replay_path, replay_weight = replay_choice[0]
     model, tok, info, peft_config = load_policy(p, cfg, device)
     replay = None
     if replay_path is not None:

@@ -9,6 +9,8 @@ Thin overrides, each for a default that is wrong for us (and DPO's SFT replay, b
 
 from __future__ import annotations
 
+import random
+
 import torch
 from trl import DPOTrainer, SFTTrainer
 
@@ -75,19 +77,19 @@ class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
         self.replay_rows = list(replay.rows) if replay is not None and replay_weight > 0 else []
         self.replay_weight, self.replay_batch = replay_weight, replay_batch
         self._replay_next = None  # index into the replay stream; set from global_step on the first call
+        self._replay_lap: tuple[int, list[int]] = (-1, [])  # (pass over the rows, its shuffled order)
 
     def _replay_batch_rows(self) -> list:
-        import random
-
         if self._replay_next is None:
             self._replay_next = self.state.global_step * self.args.gradient_accumulation_steps * self.replay_batch
-        n = len(self.replay_rows)
         out = []
         for _ in range(self.replay_batch):
-            lap, i = divmod(self._replay_next, n)
-            order = list(range(n))
-            random.Random(self.args.seed * 1_000_003 + lap).shuffle(order)
-            out.append(self.replay_rows[order[i]])
+            lap, i = divmod(self._replay_next, len(self.replay_rows))
+            if self._replay_lap[0] != lap:  # each pass its own order, fixed by the seed
+                order = list(range(len(self.replay_rows)))
+                random.Random(self.args.seed * 1_000_003 + lap).shuffle(order)
+                self._replay_lap = (lap, order)
+            out.append(self.replay_rows[self._replay_lap[1][i]])
             self._replay_next += 1
         return out
 
