@@ -399,6 +399,93 @@ def serve_cmd(
           log=_echo_err)
 
 
+service_app = typer.Typer(rich_markup_mode=None, invoke_without_command=True,
+                          help="The training service: OpenAI's fine-tuning jobs API over a job store, and its models.")
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Project and admin API keys.")
+service_app.add_typer(keys_app, name="keys")
+app.add_typer(service_app, name="service")
+
+
+@service_app.callback()
+@friendly
+def service(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    executor: Annotated[Optional[str], typer.Option(help="local (jobs run as subprocesses of this service) or "
+                                                         "procrastinate (`orgtune worker`s on PostgreSQL).")] = None,
+    slots: Annotated[Optional[int], typer.Option(help="Jobs at once with the local executor (default: one per GPU, "
+                                                      "1 on CPU).")] = None,
+    base_model: Annotated[Optional[list[str]], typer.Option(help="A base model jobs may train and chat may call "
+                                                                 "(repeatable; default smollm2-135m).")] = None,
+) -> None:
+    """Start the service (SQLite under ORGTUNE_HOME, or ORGTUNE_DATABASE_URL). Subcommand: keys."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from orgtune.service.cli import run_service, settings_with
+
+    run_service(settings_with(executor=executor, slots=slots, base_models=base_model), host=host, port=port,
+                log=_echo_err)
+
+
+@keys_app.command("create")
+@friendly
+def keys_create(
+    project: Annotated[Optional[str], typer.Option(help="Project the key belongs to (created if new).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key: manages keys, sees no project's data.")] = False,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+) -> None:
+    """Create an API key and print it (only its hash is stored: it cannot be shown again)."""
+    from orgtune.service.db import Database
+    from orgtune.service.keys import create_key
+
+    db = Database.from_env()
+    db.migrate()
+    row, key = create_key(db, project=project, admin=admin, name=name)
+    _echo_err(f"{row.id} ({'admin' if admin else 'project ' + str(project)}): keep this key, it is shown once")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+@friendly
+def keys_list() -> None:
+    """List keys (id, prefix, project, created, revoked)."""
+    from orgtune.service.db import Database
+    from orgtune.service.keys import list_keys
+
+    db = Database.from_env()
+    db.migrate()
+    for k in list_keys(db):
+        typer.echo(f"{k['id']}  {k['prefix']}…  {'admin' if k['admin'] else k['project']:<20} {k['name']:<16}"
+                   + ("  revoked" if k["revoked_at"] else ""))
+
+
+@keys_app.command("revoke")
+@friendly
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")]) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from orgtune.service.db import Database
+    from orgtune.service.keys import revoke_key
+
+    db = Database.from_env()
+    db.migrate()
+    revoke_key(db, key_id)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command()
+@friendly
+def worker(
+    slots: Annotated[Optional[int], typer.Option(help="Jobs at once on this machine (default: one per GPU, 1 on CPU).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Worker name shown in the queue.")] = None,
+) -> None:
+    """Run queued fine-tuning jobs from the PostgreSQL queue (ORGTUNE_DATABASE_URL), one runner per slot."""
+    from orgtune.service.cli import settings_with
+    from orgtune.service.queue import run_worker
+
+    run_worker(settings_with(slots=slots, executor="procrastinate"), name=name)
+
+
 def main() -> None:
     import warnings
 

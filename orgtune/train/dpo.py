@@ -89,7 +89,7 @@ def dpo_args(cfg, output_dir: Path, *, device: str, has_eval: bool):
 
 def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
               val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-              log=print) -> runfolder.Run:
+              log=print, callbacks: list | None = None) -> runfolder.Run:
     """Train a DPO adapter into run folder `out` (resumed if `out` holds the same unfinished run)."""
     parent_lr = None
     if init_adapter is not None:
@@ -142,7 +142,7 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
     trainer = OrgtuneDPOTrainer(
         model=model, ref_model=None, args=dpo_args(cfg, run_dir / "checkpoints", device=device, has_eval=bool(val_rows)),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg),
+        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg, callbacks),
         keep_checkpoints=cfg.training.save_total_limit, replay=replay, replay_weight=replay_weight,
         replay_batch=cfg.training.per_device_train_batch_size)
     quiet_progress(trainer)

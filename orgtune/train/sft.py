@@ -198,8 +198,9 @@ def resolve_precision(requested: str, device: str) -> str:
 
 def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
           val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-          log=print) -> runfolder.Run:
-    """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run."""
+          log=print, callbacks: list | None = None) -> runfolder.Run:
+    """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run.
+    `callbacks` are more transformers TrainerCallbacks (the service's progress and stop hooks)."""
     p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
                 init_adapter=init_adapter)
     done = finished_run(p, log)
@@ -240,7 +241,7 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     trainer = OrgtuneSFTTrainer(
         model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
         train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
-        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg),
+        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg, callbacks),
         keep_checkpoints=cfg.training.save_total_limit)
     quiet_progress(trainer)
     started = time.time()
@@ -336,8 +337,8 @@ def load_policy(p: Prepared, cfg: RunConfig, device: str):
     return model, tok, info, peft_config
 
 
-def callbacks_for(run_dir: Path, cfg: RunConfig) -> list:
-    callbacks = [SaveAtEpochEnd(), MetricsLog(run_dir / "metrics.jsonl")]
+def callbacks_for(run_dir: Path, cfg: RunConfig, extra: list | None = None) -> list:
+    callbacks = [SaveAtEpochEnd(), MetricsLog(run_dir / "metrics.jsonl"), *(extra or [])]
     if cfg.training.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
