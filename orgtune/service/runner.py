@@ -154,7 +154,10 @@ class JobRun:
         b = self.opts["build"]
         preset = find_preset(self.job.base_model)
         fmt = (preset.defaults.get("model", {}).get("task_prefix_format") if preset else None) or "[{TASK}] {instruction}"
-        self.log(f"Building training data from {sum(1 for p in docs.rglob('*') if p.is_file())} document(s)")
+        from orgtune.service.archives import DOCUMENT_SUFFIXES
+
+        n = sum(1 for p in docs.rglob("*") if p.suffix.lower() in DOCUMENT_SUFFIXES)
+        self.log(f"Building training data from {n} document(s)")
         result = build([docs], data, BuildSettings(
             examples_per_fact=b["examples_per_fact"], max_examples_per_doc=b["max_examples_per_doc"],
             val_fraction=b["val_fraction"], holdout_fraction=b["holdout"], abstain_holdout=b["abstain_holdout"],

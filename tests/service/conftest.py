@@ -49,7 +49,7 @@ class Service:
         self.db_url, self.dir = url, service_dir
         self.env = {**os.environ, "ORGTUNE_DATABASE_URL": url, "ORGTUNE_SERVICE_DIR": str(service_dir),
                     "ORGTUNE_HEARTBEAT_INTERVAL": "0.5", "ORGTUNE_HEARTBEAT_TIMEOUT": "4",
-                    "ORGTUNE_POLL_INTERVAL": "0.2", "ORGTUNE_CANCEL_WAIT": "30",
+                    "ORGTUNE_POLL_INTERVAL": "0.2", "ORGTUNE_CANCEL_WAIT": "30", "ORGTUNE_MAX_UPLOAD_MB": "4",
                     "ORGTUNE_MODEL_PATHS": json.dumps([str(tiny_model_dir.parent)])}
         self.env.update({f"ORGTUNE_{k.upper()}": str(v) for k, v in settings.items()})
         self.keys: dict[str, str] = {}
