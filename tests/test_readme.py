@@ -1,4 +1,5 @@
-"""The README's CLI reference is what `--help` says today, and its file tree names every module."""
+"""docs/cli.md is what `--help` says today; the README names every module, keeps to a newcomer's length,
+and links only to files that exist."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cli_reference_is_current():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    current = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert current == reference().strip(), "README CLI reference is stale: run `make readme`"
+    doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    current = doc.split(START, 1)[1].split(END, 1)[0].strip()
+    assert current == reference().strip(), "docs/cli.md is stale: run `make readme`"
 
 
 def test_file_tree_lists_every_module():
@@ -22,9 +23,21 @@ def test_file_tree_lists_every_module():
         rel = path.relative_to(ROOT / "orgtune").as_posix()
         if path.name in ("__init__.py", "__main__.py"):
             continue
-        assert rel in tree, f"{rel} missing from the README file tree"
+        folders = [p.relative_to(ROOT / "orgtune").as_posix() + "/" for p in path.parents
+                   if p.is_relative_to(ROOT / "orgtune") and p != ROOT / "orgtune"]
+        assert rel in tree or any(f in tree for f in folders), f"{rel} missing from the README file tree"
 
 
 def test_readme_has_the_two_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make demo" in readme and "make test" in readme
+
+
+def test_readme_is_short_and_its_links_resolve():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            assert (doc.parent / target).exists(), f"{doc.name}: link to {target} does not resolve"

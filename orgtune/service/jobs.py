@@ -138,6 +138,7 @@ def create_job(db: Database, settings: ServiceSettings, p: Principal, req: JobCr
     base_name = Path(base).name
     options = {"config": overrides, "build": req.orgtune.build.model_dump(), "eval": req.orgtune.eval.model_dump(),
                "export": req.orgtune.export.model_dump(), "from_documents": from_docs,
+               "stop_after": req.orgtune.stop_after,
                "model_name": f"ft:{base_name}:{req.suffix or p.project_name}:{job_id}"}
     folder = job_dir(settings, job_id) / "inputs"
     inputs = {"training": str(link_input(Path(training.path), folder / "training" / training.filename))}

@@ -59,7 +59,7 @@ def claim_job(db: Database, job_id: str, runner: str, *, timeout: float) -> Clai
         j.runner, j.heartbeat_at, j.status = runner, t, "running"
         j.started_at = j.started_at or now()
         add_event(db, job_id, f"Attempt {j.attempts} of {j.max_attempts} started on {runner}", session=s,
-                  data={"attempt": j.attempts, "runner": runner})
+                  data={"attempt": j.attempts, "runner": runner, "t": t})
         return Claim("run", j)
 
 
@@ -93,7 +93,7 @@ def release(db: Database, job_id: str, runner: str, *, status: str, error: dict 
         for k, v in fields.items():
             setattr(j, k, v)
         if message:
-            add_event(db, job_id, message, level=level, session=s)
+            add_event(db, job_id, message, level=level, session=s, data={"status": status, "t": time.time()})
         return True
 
 

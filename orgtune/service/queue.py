@@ -28,33 +28,29 @@ QUEUE = "orgtune"
 TASK = "orgtune.run_job"
 
 
-def make_app(db: Database, settings: ServiceSettings):
-    """The Procrastinate app with orgtune's two tasks: run a job, and re-queue stalled ones."""
+def make_app(db: Database, settings: ServiceSettings, *, gpus: int = 0):
+    """The Procrastinate app with orgtune's two tasks: run a job (on one of this worker's slots: a GPU
+    each, or the CPU), and re-queue the jobs of workers that stopped sending heartbeats."""
     import procrastinate
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=psycopg_conninfo(db.url)))
-    slots: asyncio.Queue | None = None
+    slots: list[int] = list(range(settings.slots or max(gpus, 1)))
 
     @app.task(name=TASK, queue=QUEUE)
     async def run_job(job_id: str) -> None:
-        nonlocal slots
-        if slots is None:
-            n = settings.slots or max(gpu_count(), 1)
-            slots = asyncio.Queue()
-            for i in range(n):
-                slots.put_nowait(i)
-        slot = await slots.get()
+        slot = slots.pop(0)  # the worker runs at most len(slots) jobs at once
         try:
-            await _run(db, settings, job_id, slot if gpu_count() else None)
+            await _run(db, settings, job_id, slot if gpus else None)
         finally:
-            slots.put_nowait(slot)
+            slots.append(slot)
         with db.reading() as s:
             status = s.scalar(select(Job.status).where(Job.id == job_id))
         if status == "queued":  # requeued by its runner (a crash with attempts left, or SIGTERM)
             await defer_async(app, job_id)
 
+    # Higher priority than any job: when a slot frees, stalled jobs go back into the queue first.
     @app.periodic(cron=f"*/{max(1, int(settings.heartbeat_interval))} * * * * *", periodic_id="stalled")
-    @app.task(name="orgtune.retry_stalled", queue=QUEUE, queueing_lock="orgtune.retry_stalled")
+    @app.task(name="orgtune.retry_stalled", queue=QUEUE, queueing_lock="orgtune.retry_stalled", priority=100)
     async def retry_stalled(timestamp: int) -> None:
         for job in await app.job_manager.get_stalled_jobs(task_name=TASK,
                                                           seconds_since_heartbeat=settings.heartbeat_timeout):
@@ -138,10 +134,10 @@ def run_worker(settings: ServiceSettings, *, name: str | None = None) -> None:
     """`orgtune worker`: consume the queue until SIGINT/SIGTERM (running jobs checkpoint and requeue)."""
     db = Database(settings.db_url())
     db.migrate()
-    app = make_app(db, settings)
+    gpus = gpu_count()
+    app = make_app(db, settings, gpus=gpus)
     ensure_schema(app)
-    slots = settings.slots or max(gpu_count(), 1)
-    app.run_worker(queues=[QUEUE], concurrency=slots + 1, name=name,
+    app.run_worker(queues=[QUEUE], concurrency=settings.slots or max(gpus, 1), name=name,
                    update_heartbeat_interval=settings.heartbeat_interval,
                    stalled_worker_timeout=settings.heartbeat_timeout, shutdown_graceful_timeout=30,
                    fetch_job_polling_interval=settings.poll_interval, listen_notify=True)

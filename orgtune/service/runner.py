@@ -41,13 +41,17 @@ from orgtune.service.jobs import job_dir
 from orgtune.service.lease import beat, claim_job, release
 from orgtune.service.models import Job
 from orgtune.service.settings import ServiceSettings
-from orgtune.train.control import Stopped, StopWhen
 
 BUSY = 75
 
 
 class Interrupted(BaseException):
-    """Raised in the main thread when a cancel or SIGTERM arrives outside training (which stops at a step)."""
+    """A cancel or SIGTERM ended the attempt: raised in the main thread outside training, and for training's
+    own stop (after a step, with that step's checkpoint)."""
+
+    def __init__(self, step: int | None = None):
+        super().__init__(step)
+        self.step = step
 
 
 class Heartbeat(threading.Thread):
@@ -169,6 +173,7 @@ class JobRun:
 
     def train(self, data: Path, val: Path | None):
         from orgtune.service.progress import JobProgress
+        from orgtune.train.control import Stopped, StopWhen
 
         self.stage("train")
         parent = job_dir(self.settings, self.job.parent_job_id) / "run" if self.job.parent_job_id else None
@@ -181,6 +186,8 @@ class JobRun:
         try:
             return fn(data, self.folder / "run", overrides=self.opts["config"], val=val, init_adapter=parent,
                       log=self.log, callbacks=[progress, StopWhen(self.hb.stop_requested)])
+        except Stopped as e:
+            raise Interrupted(e.step) from None
         finally:
             self.hb.in_training = False
 
@@ -241,6 +248,10 @@ class JobRun:
         else:
             v = self.opts["inputs"].get("validation")
             data, val = Path(self.opts["inputs"]["training"]), Path(v) if v else None
+        if self.opts.get("stop_after") == "data":
+            self.log(f"Stopping after the data stage, as asked: {data}")
+            return {"stage": None, "result_files": [register_result(self.db, self.job.project_id, self.job.id, p).id
+                                                     for p in sorted(Path(data).glob("*.jsonl")) if p.is_file()]}
         run = self.train(data, val)
         self.evaluate(run)
         self.export(run)
@@ -284,10 +295,12 @@ def run_job(db: Database, settings: ServiceSettings, job_id: str, runner: str) -
     try:
         with folder_lock(job_dir(settings, job_id), timeout=settings.heartbeat_timeout):
             fields = JobRun(db, settings, job, hb).execute()
-        release(db, job_id, runner, status="succeeded", message=f"New fine-tuned model created: "
-                f"{fields['fine_tuned_model']}. The job has successfully completed", **fields)
-    except (Stopped, Interrupted) as e:
-        where = f" after step {e.step}, whose checkpoint is kept" if isinstance(e, Stopped) else ""
+        model = fields.get("fine_tuned_model")
+        release(db, job_id, runner, status="succeeded", **fields,
+                message=(f"New fine-tuned model created: {model}. " if model else "")
+                + "The job has successfully completed")
+    except Interrupted as e:
+        where = f" after step {e.step}, whose checkpoint is kept" if e.step is not None else ""
         if hb.cancel:
             release(db, job_id, runner, status="cancelled", stage=None,
                     message=f"Job cancelled{where}; resuming continues from there")

@@ -73,6 +73,9 @@ class OrgtuneOptions(_Strict):
     eval: EvalOptions = Field(default_factory=EvalOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
     max_attempts: int | None = Field(None, ge=1, le=20)
+    stop_after: Literal["data", "train", "eval", "export"] = Field(
+        "export", description="Last stage to run: 'data' checks the files and builds data from documents, "
+                              "without training (to inspect what training would see).")
 
 
 class JobCreate(BaseModel):
