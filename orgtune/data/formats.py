@@ -7,7 +7,9 @@ download. One format per file, detected from the first valid row by its keys:
     alpaca             {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
     sharegpt           {"conversations": [{"from": "system"|"human"|"user"|"gpt"|"assistant", "value": "..."}]}
     prompt_completion  {"prompt": str | messages, "completion": str | messages}
-    preference         {"prompt": str | messages, "chosen": str | messages, "rejected": str | messages}
+    preference         {"prompt": str | messages, "chosen": str | messages, "rejected": str | messages},
+                       or OpenAI's DPO rows: {"input": {"messages": [...]}, "preferred_output": [assistant message],
+                       "non_preferred_output": [assistant message]}
 
 Usage:
 
@@ -37,7 +39,7 @@ _KEYS = {
     "alpaca": "'instruction'+'output'",
     "sharegpt": "'conversations'",
     "prompt_completion": "'prompt'+'completion'",
-    "preference": "'prompt'+'chosen'+'rejected'",
+    "preference": "'prompt'+'chosen'+'rejected' (or 'input'+'preferred_output'+'non_preferred_output')",
 }
 _CHAT_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -79,7 +81,7 @@ def detect_format(obj: dict) -> str | None:
         return "chat"
     if "conversations" in obj:
         return "sharegpt"
-    if "chosen" in obj or "rejected" in obj:
+    if "chosen" in obj or "rejected" in obj or "preferred_output" in obj or "non_preferred_output" in obj:
         return "preference"
     if "prompt" in obj or "completion" in obj:
         return "prompt_completion"
@@ -200,14 +202,34 @@ def _normalise(obj: dict, fmt: str, lineno: int) -> Row:
         _need_assistant(completion, "completion")
         messages = _turns(obj, "prompt", "user") + completion
     else:  # preference
-        prompt = _turns(obj, "prompt", "user")
-        chosen, rejected = _turns(obj, "chosen", "assistant"), _turns(obj, "rejected", "assistant")
+        if "preferred_output" in obj or "non_preferred_output" in obj:
+            prompt, chosen, rejected = _openai_pair(obj)
+        else:
+            prompt = _turns(obj, "prompt", "user")
+            chosen, rejected = _turns(obj, "chosen", "assistant"), _turns(obj, "rejected", "assistant")
         _need_assistant(chosen, "chosen")
         _need_assistant(rejected, "rejected")
         if chosen == rejected:
             raise _Bad("'chosen' and 'rejected' are identical; a preference pair needs two different answers")
         return Row(line=lineno, messages=prompt, raw=obj, chosen=chosen, rejected=rejected)
     return Row(line=lineno, messages=messages, raw=obj)
+
+
+def _openai_pair(obj: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """OpenAI's DPO row: the prompt in input.messages, one assistant message on each side."""
+    given = obj.get("input")
+    if not isinstance(given, dict) or "messages" not in given:
+        raise _Bad("'input' must be an object with 'messages' (OpenAI's preference format)")
+    prompt = _messages(given["messages"], "input.messages", "role", "content", _CHAT_ROLES)
+    sides = []
+    for key in ("preferred_output", "non_preferred_output"):
+        if key not in obj:
+            raise _Bad(f"missing '{key}'")
+        side = _messages(obj[key], key, "role", "content", _CHAT_ROLES)
+        if [m["role"] for m in side] != ["assistant"]:
+            raise _Bad(f"'{key}' must hold exactly one assistant message")
+        sides.append(side)
+    return prompt, sides[0], sides[1]
 
 
 def _messages(value: Any, name: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict]:

@@ -101,9 +101,9 @@ def folder_lock(folder: Path, timeout: float):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.time() > deadline:
+            if time.time() > deadline:  # not the user's doing: the attempt ends and the job is retried
                 f.close()
-                raise OrgtuneError(f"{folder} is locked by another runner", fix="wait for it to end") from None
+                raise RuntimeError(f"{folder} is still locked by another runner process") from None
             time.sleep(0.2)
     try:
         yield

@@ -301,3 +301,23 @@ def test_missing_file_and_directory_raise(tmp_path):
         read_data_file(tmp_path / "nope.jsonl")
     with pytest.raises(OrgtuneError, match="directory"):
         read_data_file(tmp_path)
+
+
+def test_openai_preference_rows_are_preference_data(tmp_path):
+    """OpenAI's DPO rows (input.messages, preferred_output, non_preferred_output) read as preference pairs."""
+    good = {"input": {"messages": [msg(S, "Be brief."), msg(U, "Brew pressure?")]},
+            "preferred_output": [msg(A, "9 bar.")], "non_preferred_output": [msg(A, "15 bar.")]}
+    two_sides = {**good, "preferred_output": [msg(A, "9 bar."), msg(A, "or so.")]}
+    no_input = {k: v for k, v in good.items() if k != "input"}
+    path = write_jsonl(tmp_path / "dpo.jsonl", [good, two_sides, no_input, {**good, "non_preferred_output": [msg(A, "9 bar.")]}])
+    data = read_data_file(path)
+    assert data.format == "preference"
+    (row,) = data.rows
+    assert row.messages == [msg(S, "Be brief."), msg(U, "Brew pressure?")]
+    assert (row.chosen, row.rejected) == ([msg(A, "9 bar.")], [msg(A, "15 bar.")])
+    assert [(e.line, e.reason) for e in data.errors] == [
+        (2, "'preferred_output' must hold exactly one assistant message"),
+        (3, "'input' must be an object with 'messages' (OpenAI's preference format)"),
+        (4, "'chosen' and 'rejected' are identical; a preference pair needs two different answers")]
+    with pytest.raises(OrgtuneError, match=r"dpo.jsonl:2: 'preferred_output'"):
+        load_rows(path, allowed=("preference",))

@@ -89,7 +89,7 @@ def test_a_worker_killed_mid_training_is_resumed_by_another(queue, dataset, tiny
         p.wait(timeout=60)
     victim = queue.worker("victim")
     job = create(queue, dataset, tiny_model_dir)
-    wait_event(queue, job.id, "Checkpoint created at step 100")
+    wait_event(queue, job.id, "Checkpoint created at step 60")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     queue.worker("rescuer")

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 from tests.service.conftest import chat_rows
 
 pytestmark = pytest.mark.slow
-STEPS, SAVE = 300, 25
+STEPS, SAVE = 160, 20
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def uninterrupted(service, dataset, tiny_model_dir):
 def test_killed_service_resumes_from_its_checkpoint_with_the_same_losses(service, dataset, tiny_model_dir,
                                                                           uninterrupted):
     job = create(service, dataset, tiny_model_dir)
-    wait_event(service, job.id, "Checkpoint created at step 100")
+    wait_event(service, job.id, "Checkpoint created at step 60")
     service.proc.send_signal(signal.SIGKILL)  # the supervisor and, with it, the runner it started
     service.proc.wait()
     service.start()
