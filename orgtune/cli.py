@@ -486,6 +486,81 @@ def worker(
     run_worker(settings_with(slots=slots, executor="procrastinate"), name=name)
 
 
+nightly_app = typer.Typer(rich_markup_mode=None, invoke_without_command=True,
+                          help="Nightly incremental training behind an eval gate: delta data, replay, promote or keep.")
+app.add_typer(nightly_app, name="nightly")
+
+
+@nightly_app.callback()
+@friendly
+def nightly(
+    ctx: typer.Context,
+    project: Annotated[Optional[Path], typer.Option(help="The nightly project folder (created on the first night).")] = None,
+    docs: Annotated[Optional[list[Path]], typer.Option(help="Document folders or files (repeatable).")] = None,
+    night: Annotated[Optional[str], typer.Option(help="This night's name (default: today's date); an unfinished "
+                                                      "night of that name is resumed.")] = None,
+    extra_data: Annotated[Optional[Path], typer.Option(help="More training rows for this night (chat, alpaca, …).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model (first night only; default smollm2-135m).")] = None,
+    replay: Annotated[Optional[float], typer.Option(help="Replayed earlier rows per new row.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Least accuracy on the new documents' probes to promote.")] = None,
+    old_margin: Annotated[Optional[float], typer.Option(help="Largest drop allowed on earlier documents' probes.")] = None,
+    general_margin: Annotated[Optional[float], typer.Option(help="Largest drop allowed on the general check (share).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs of each night after the first.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of each night after the first.")] = None,
+    first_epochs: Annotated[Optional[float], typer.Option(help="Epochs of the first night (default: the preset's).")] = None,
+    first_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the first night (default: the preset's).")] = None,
+    examples_per_fact: Annotated[Optional[int], typer.Option(help="Phrasings per fact in each night's data.")] = None,
+    general_items: Annotated[Optional[int], typer.Option(help="Use the general check's first N items only.")] = None,
+    general_replay: Annotated[Optional[float], typer.Option(help="Self-distilled general rows mixed into SFT, as a "
+                                                                 "share of the rows (default: the run config's).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop each night's training after N steps.")] = None,
+    export: Annotated[Optional[str], typer.Option(help="After a promotion: GGUF types to export (e.g. q4_k_m).")] = None,
+    ollama: Annotated[Optional[str], typer.Option(help="After a promotion: `ollama create NAME`.")] = None,
+) -> None:
+    """Run one night: what changed in --docs since the promoted model → data → train → gate → promote.
+    Subcommands: history, rollback."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if project is None or not docs:
+        raise OrgtuneError("a night needs --project and --docs", fix="orgtune nightly --docs DOCS/ --project NIGHTLY/")
+    from orgtune.nightly.run import nightly as run_night
+
+    settings = {"model": model, "replay": replay, "threshold": threshold, "old_margin": old_margin,
+                "general_margin": general_margin, "epochs": epochs, "lr": lr, "first_epochs": first_epochs,
+                "first_lr": first_lr, "examples_per_fact": examples_per_fact, "general_items": general_items,
+                "general_replay": general_replay, "max_steps": max_steps}
+    r = run_night(docs, project, night=night, extra_data=extra_data, settings=settings, export=_csv(export),
+                  ollama=ollama, log=_echo_err)
+    if r.get("night") is None:
+        typer.echo("nothing changed: no night run")
+        return
+    f = r["figures"]
+    typer.echo(f"night {r['night']}: " + ("PROMOTED" if r["promote"] else "NOT PROMOTED: " + "; ".join(r["reasons"])))
+    typer.echo(json.dumps({k: f[k] for k in ("new", "old", "general", "held_out")}))
+
+
+@nightly_app.command("history")
+@friendly
+def nightly_history(project: Annotated[Path, typer.Option(help="The nightly project folder.")]) -> None:
+    """Every night with its gate figures and decision, and every rollback."""
+    from orgtune.nightly.run import history_table
+
+    typer.echo(history_table(project))
+
+
+@nightly_app.command("rollback")
+@friendly
+def nightly_rollback(
+    project: Annotated[Path, typer.Option(help="The nightly project folder.")],
+    to: Annotated[Optional[str], typer.Option(help="A night promoted before (default: the one before the current).")] = None,
+) -> None:
+    """Move the promoted pointer back; the next night's delta is computed against that model."""
+    from orgtune.nightly.run import rollback
+
+    before, now = rollback(project, to)
+    typer.echo(f"promoted: {before} → {now}")
+
+
 def main() -> None:
     import warnings
 

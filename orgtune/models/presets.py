@@ -27,6 +27,7 @@ class Preset:
     config: dict
     defaults: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    incremental: dict = field(default_factory=dict)  # `orgtune nightly`'s training after the first night
 
     def hf_config(self) -> PretrainedConfig:
         values = dict(self.config)

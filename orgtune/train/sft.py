@@ -201,8 +201,17 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
           log=print, callbacks: list | None = None) -> runfolder.Run:
     """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run.
     `callbacks` are more transformers TrainerCallbacks (the service's progress and stop hooks)."""
+    general: list[Path] = []
+
+    def general_file(cfg: RunConfig, parent) -> list[Path]:  # after every cheap check, before the model loads
+        if cfg.training.general_replay > 0:
+            from orgtune.train.general import self_distilled
+
+            general.append(self_distilled(cfg.model.name, device=cfg.model.device, log=log))
+        return general
+
     p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
-                init_adapter=init_adapter)
+                init_adapter=init_adapter, more_files=general_file)
     done = finished_run(p, log)
     if done is not None:
         return done
@@ -212,7 +221,13 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     cfg = p.cfg
     tok = load_tokenizer(resolve_source(cfg.model.name))
     train_rows = load_rows(p.train_path, allowed=SFT_FORMATS).rows
+    replayed = []
+    if general:
+        replayed = load_rows(general[0], allowed=SFT_FORMATS).rows
+        random.Random(cfg.training.seed).shuffle(replayed)
+        replayed = replayed[:round(cfg.training.general_replay * len(train_rows))]
     encoded = encode_rows(tok, train_rows, max_len=cfg.model.max_seq_length)
+    general_encoded = encode_rows(tok, replayed, max_len=cfg.model.max_seq_length)
     val_encoded = None
     if p.val_path is not None:
         val_encoded = encode_rows(tok, load_rows(p.val_path, allowed=SFT_FORMATS).rows, max_len=cfg.model.max_seq_length)
@@ -224,13 +239,19 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     if not encoded.rows:
         raise OrgtuneError(f"{p.train_path}: no row has an assistant token within max_seq_length {cfg.model.max_seq_length}",
                            fix="raise model.max_seq_length (--max-seq-length) or shorten the prompts")
+    used = len(encoded.rows)
+    encoded.rows += general_encoded.rows  # after the checks: they are about the user's own rows
+    encoded.lines += [-1] * len(general_encoded.rows)
     device = pick_device(cfg.model.device)
 
     run_dir = p.out
     ckpt_dir = run_dir / "checkpoints"
     manifest = {"method": "sft",
-                "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), used=len(encoded.rows),
+                "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), used=used,
                                              dropped_lines=encoded.dropped_lines, truncated=encoded.truncated)}}
+    if general:
+        manifest["data"]["general_replay"] = data_entry(p, general[0], rows=len(general_encoded.rows),
+                                                        share=cfg.training.general_replay)
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_encoded.rows))
     elif val_encoded is not None:

@@ -1,0 +1,1 @@
+"""Nightly incremental training that never ships a worse model: delta data, replay, eval gate, promotion."""
