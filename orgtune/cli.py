@@ -6,7 +6,7 @@
     orgtune train --data data.jsonl --out runs/first
     orgtune ask runs/first "What pressure does the Velbrook Halvo brew at?" --with-base
 
-Errors a user can fix are printed without a traceback, and the exit code is 1.
+Errors a user can fix are printed without a traceback, and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ app.add_typer(data_app, name="data")
 
 
 def friendly(fn):
-    """Print OrgtuneError as a plain message on stderr and exit 1."""
+    """Print OrgtuneError as a plain message on stderr and exit 2 (as a usage error does)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -36,7 +36,7 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except OrgtuneError as e:
             typer.echo(f"error: {e.render()}", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -354,13 +354,16 @@ def export_cmd(
     verify: Annotated[bool, typer.Option(help="Check every GGUF in llama.cpp (load, tokenizer, EOS, greedy answers, "
                                               "perplexity, probe accuracy).")] = True,
     max_probes: Annotated[Optional[int], typer.Option(help="Score a fixed random sample of N probes per model.")] = None,
+    num_ctx: Annotated[Optional[int], typer.Option(min=1, help="Context window the Modelfile sets (PARAMETER num_ctx; "
+                                                           "default: max_seq_length, at least 2048, at most the "
+                                                           "model's context length).")] = None,
 ) -> None:
     """Merge → GGUF → quantize → verify → Ollama Modelfile, into RUN_DIR/export/ with export_report.md."""
     from orgtune.export.gguf import parse_types
     from orgtune.export.run import export
 
     r = export(run_dir, gguf_types=parse_types(gguf), keep_adapter=keep_adapter, ollama_name=ollama, system=system,
-               verify=verify, max_probes=max_probes, log=_echo_err)
+               verify=verify, max_probes=max_probes, num_ctx=num_ctx, log=_echo_err)
     for t, e in r["gguf"].items():
         acc = e.get("probes", {}).get("trained", {}).get("overall", {}).get("accuracy")
         ppl = e.get("val", {}).get("perplexity_change")
@@ -386,6 +389,7 @@ def serve_cmd(
                                                      "adapters at run time (POST/DELETE /v1/adapters).")] = None,
     max_batch: Annotated[int, typer.Option(help="Requests for one adapter generated together.")] = 8,
     max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 2048,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body; a larger one gets 413.")] = 4.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     engine: Annotated[str, typer.Option(help="hf (this process) or vllm (print, or with --launch run, the vLLM "
                                              "command with --enable-lora and the adapters).")] = "hf",
@@ -396,7 +400,7 @@ def serve_cmd(
 
     serve(model=model, adapters=adapter or [], gguf=gguf, host=host, port=port, api_key=api_key, admin_key=admin_key,
           max_batch=max_batch, max_tokens_limit=max_tokens_limit, device=device, engine=engine, launch=launch,
-          log=_echo_err)
+          max_body_mb=max_body_mb, log=_echo_err)
 
 
 service_app = typer.Typer(rich_markup_mode=None, invoke_without_command=True,

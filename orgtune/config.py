@@ -79,6 +79,18 @@ class TrainingSection(_Section):
     logging_steps: int = Field(1, gt=0)
     save_steps: int = Field(50, gt=0, description="Checkpoint every N optimizer steps (and at each epoch end).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept; the newest and the best are never deleted.")
+    save_strategy: Literal["steps", "epoch", "no"] = Field(
+        "steps", description="steps: a checkpoint every save_steps and at each epoch end; epoch or no: at each epoch "
+                             "end only (those, and one at the last step, are always written: a crash resumes there).")
+    evaluation_strategy: Literal["steps", "epoch", "no"] = Field(
+        "epoch", validation_alias=AliasChoices("evaluation_strategy", "eval_strategy"),
+        description="With validation data, compute its loss at each epoch end, at every checkpoint of "
+                    "save_strategy steps (every save_steps), or never.")
+    load_best_model_at_end: bool = Field(False, description=(
+        "With validation data: ship the adapter of the checkpoint with the best metric_for_best_model instead "
+        "of the last step's; the run manifest records which step shipped and its validation loss."))
+    metric_for_best_model: Literal["eval_loss"] = Field(
+        "eval_loss", description="What 'best' means: the validation loss (lower is better); 'loss' means the same.")
     seed: int = 42
     val_fraction: float = Field(0.0, ge=0, lt=1, description="Split this share of --data off as validation "
                                                              "when no validation file is given.")
@@ -97,7 +109,18 @@ class TrainingSection(_Section):
             for key in ("fp16", "bf16"):
                 if data.pop(key, False) is True:
                     data["precision"] = key
+            if data.get("metric_for_best_model") == "loss":  # transformers prefixes eval_ itself
+                data["metric_for_best_model"] = "eval_loss"
         return data
+
+    @model_validator(mode="after")
+    def _best_needs_evaluations(self):
+        if self.load_best_model_at_end and self.evaluation_strategy == "no":
+            raise ValueError("load_best_model_at_end needs evaluations: set evaluation_strategy to epoch or steps")
+        if self.load_best_model_at_end and self.evaluation_strategy == "steps" and self.save_strategy != "steps":
+            raise ValueError("load_best_model_at_end with evaluation_strategy steps needs save_strategy steps, "
+                             "so that every evaluated step has a checkpoint")
+        return self
 
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",

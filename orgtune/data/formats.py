@@ -187,9 +187,11 @@ def _normalise(obj: dict, fmt: str, lineno: int) -> Row:
     if fmt == "chat":
         messages = _messages(obj.get("messages"), "messages", "role", "content", _CHAT_ROLES)
         _need_assistant(messages, "messages")
+        _check_order(messages, "messages")
     elif fmt == "sharegpt":
         messages = _messages(obj.get("conversations"), "conversations", "from", "value", _SHAREGPT_ROLES)
         _need_assistant(messages, "conversations")
+        _check_order(messages, "conversations")
     elif fmt == "alpaca":
         user = _text(obj, "instruction")
         extra = _text(obj, "input", required=False)
@@ -201,6 +203,7 @@ def _normalise(obj: dict, fmt: str, lineno: int) -> Row:
         completion = _turns(obj, "completion", "assistant")
         _need_assistant(completion, "completion")
         messages = _turns(obj, "prompt", "user") + completion
+        _check_order(messages, "prompt + completion")
     else:  # preference
         if "preferred_output" in obj or "non_preferred_output" in obj:
             prompt, chosen, rejected = _openai_pair(obj)
@@ -209,6 +212,8 @@ def _normalise(obj: dict, fmt: str, lineno: int) -> Row:
             chosen, rejected = _turns(obj, "chosen", "assistant"), _turns(obj, "rejected", "assistant")
         _need_assistant(chosen, "chosen")
         _need_assistant(rejected, "rejected")
+        for side, name in ((chosen, "prompt + chosen"), (rejected, "prompt + rejected")):
+            _check_order(prompt + side, name)
         if chosen == rejected:
             raise _Bad("'chosen' and 'rejected' are identical; a preference pair needs two different answers")
         return Row(line=lineno, messages=prompt, raw=obj, chosen=chosen, rejected=rejected)
@@ -290,6 +295,18 @@ def _text(obj: dict, key: str, *, required: bool = True) -> str:
 def _need_assistant(messages: list[dict], name: str) -> None:
     if not any(m["role"] == "assistant" for m in messages):
         raise _Bad(f"no assistant turn in '{name}'; there is nothing to learn from this row")
+
+
+def _check_order(messages: list[dict], name: str) -> None:
+    """After any system messages, turns alternate user, assistant, user, ...: an assistant-first row would
+    train a reply to nothing (after the template's default system prompt), and two turns of one role in a row
+    are not a conversation. (A last user turn with no answer is rendered and not trained: allowed.)"""
+    turns = [(i, m["role"]) for i, m in enumerate(messages) if m["role"] != "system"]
+    for k, (i, role) in enumerate(turns):
+        want = ("user", "assistant")[k % 2]
+        if role != want:
+            raise _Bad(f"'{name}' message {i} is {role} where {want} was expected: after system messages, turns "
+                       f"alternate user, assistant, user, ... (roles here: {', '.join(m['role'] for m in messages)})")
 
 
 def _kind(value: Any) -> str:

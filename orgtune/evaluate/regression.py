@@ -10,9 +10,15 @@ answer was right and the tuned one is not; *better* the other way round.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+
+from orgtune import atomic
+from orgtune.home import home
 
 RULE = ("right = contains one of the item's keywords (whole word, any case) and no 4-word sequence repeats "
         "3+ times; worse = base right and tuned not; better = tuned right and base not")
@@ -21,6 +27,24 @@ RULE = ("right = contains one of the item's keywords (whole word, any case) and 
 def load_general() -> list[dict]:
     text = resources.files("orgtune.evaluate").joinpath("general.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def base_answers(model_dir: Path, items: list[dict], how: dict, answer: Callable[[], list[str]], log=print) -> list[str]:
+    """The base model's answers to the general check, cached under ORGTUNE_HOME/general/ by its weights,
+    the items and the generation settings (`how`): every run on one base is compared with the same answers,
+    and evaluating a second run does not answer them again."""
+    from orgtune.models.loading import weights_stamp
+
+    key = hashlib.sha256(json.dumps([weights_stamp(model_dir), items, how], sort_keys=True).encode()).hexdigest()[:16]
+    path = home() / "general" / f"base-answers-{Path(model_dir).name}-{key}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(cached, list) and len(cached) == len(items):
+            log(f"general check: the base model's answers from {path}")
+            return cached
+    answers = answer()
+    atomic.write_json(path, answers)
+    return answers
 
 
 def degenerate(answer: str) -> bool:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from orgtune import atomic
@@ -59,7 +58,7 @@ def _loss_plot(run: Run, out: Path) -> bool:
     path = run.path / "metrics.jsonl"
     if not path.is_file():
         return False
-    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    recs = atomic.read_jsonl_appended(path)  # a last line cut by a killed run is skipped
     train = [(r["step"], r["loss"]) for r in recs if "loss" in r]
     val = [(r["step"], r["eval_loss"]) for r in recs if "eval_loss" in r]
     if not train:

@@ -12,6 +12,7 @@ metrics.json, plots/*.png and eval/answers.jsonl; returns the metrics.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import defaultdict
@@ -21,7 +22,7 @@ from orgtune import atomic
 from orgtune.data.build import read_jsonl
 from orgtune.errors import OrgtuneError
 from orgtune.evaluate.answer import Backend, GenerationSettings, HFBackend, conversation_of
-from orgtune.evaluate.regression import compare, load_general
+from orgtune.evaluate.regression import base_answers, compare, load_general
 from orgtune.evaluate.score import score_probe
 from orgtune.train.runfolder import Run, read_complete_run
 
@@ -149,7 +150,10 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
             m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
         if name in ("base", "tuned"):
             backend.settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size)
-            regression_answers[name] = backend.answer([[{"role": "user", "content": g["question"]}] for g in general])
+            ask = functools.partial(backend.answer, [[{"role": "user", "content": g["question"]}] for g in general])
+            regression_answers[name] = ask() if name == "tuned" else base_answers(
+                Path(info["path"]), general, {"max_new_tokens": 64, "batch_size": batch_size, "device": info["device"],
+                                              "dtype": str(info.get("dtype"))}, ask, log=log)
         metrics["backends"][name] = m
     metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
     if parent is not None:

@@ -90,6 +90,30 @@ def take_log() -> list[str]:
     return out
 
 
+def open_llama(path: Path, **kwargs):
+    """`llama_cpp.Llama` on a GGUF file, or an error naming the file when it is not one llama.cpp can load
+    (truncated, another format, random bytes): llama.cpp itself only says "Failed to load model"."""
+    lc = llama_cpp()
+    path = Path(path)
+    if not path.is_file():
+        raise OrgtuneError(f"{path}: no such GGUF file", fix="pass a file written by `orgtune export`")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    fix = "export it again (`orgtune export RUN_DIR --gguf TYPE`) or copy it again in full"
+    if head[:4] != b"GGUF":
+        raise OrgtuneError(f"{path}: not a GGUF file (it starts with {head[:4]!r}, not b'GGUF')", fix=fix)
+    version = int.from_bytes(head[4:8], "little") if len(head) == 8 else None
+    if version not in (2, 3):
+        raise OrgtuneError(f"{path}: GGUF version {version} is not one llama.cpp reads (2 or 3)", fix=fix)
+    take_log()
+    try:
+        return lc.Llama(model_path=str(path), **kwargs)
+    except (ValueError, RuntimeError, OSError, IndexError) as e:
+        why = "; ".join(take_log()[-3:]) or str(e)
+        raise OrgtuneError(f"{path}: llama.cpp cannot load this GGUF file ({why})",
+                           fix=f"the file is damaged or cut short: {fix}") from None
+
+
 def _check_space(out: Path, need_bytes: int) -> None:
     free = shutil.disk_usage(out.parent).free
     if free < need_bytes * 1.1:
@@ -204,12 +228,11 @@ class LlamaCppBackend:
         from orgtune.data.tokenize import end_of_turn
         from orgtune.evaluate.answer import GenerationSettings
 
-        lc = llama_cpp()
         self.path, self.tok = Path(path), tok
         self.name = name or f"gguf:{self.path.stem}"
         self.settings = settings or GenerationSettings()
-        self.llm = lc.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_batch=512,
-                            logits_all=True, verbose=False, seed=0)
+        self.llm = open_llama(path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_batch=512,
+                              logits_all=True, verbose=False, seed=0)
         stops = {self.llm.token_eos()}
         eot = end_of_turn(tok)
         if eot is not None:

@@ -35,7 +35,7 @@ GREEDY_TOKENS = 48
 
 def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: bool = False,
            ollama_name: str | None = None, system: str | None = None, verify: bool = True,
-           max_probes: int | None = None, device: str = "cpu", log=print) -> dict:
+           max_probes: int | None = None, device: str = "cpu", num_ctx: int | None = None, log=print) -> dict:
     run = read_complete_run(run_dir)
     types = gguf_types if gguf_types is not None else ["q4_k_m"]
     out = run.path / "export"
@@ -113,7 +113,7 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
         report["gguf"][t] = entry
 
     report["ollama"] = _write_modelfile(run, out, tok, files, report, keep_adapter=keep_adapter, system=system,
-                                        ollama_name=ollama_name, log=log)
+                                        ollama_name=ollama_name, num_ctx=num_ctx, log=log)
     report["seconds"] = round(time.time() - started, 1)
     atomic.write_json(out / "export.json", report)
     atomic.write_text(out / "export_report.md", report_markdown(report))
@@ -228,7 +228,7 @@ def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
 
 
 def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, *, keep_adapter: bool,
-                     system: str | None, ollama_name: str | None, log) -> dict:
+                     system: str | None, ollama_name: str | None, log, num_ctx: int | None = None) -> dict:
     from orgtune.data.tokenize import render
 
     if not files:
@@ -256,7 +256,10 @@ def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, 
                            "conversations differently from the model's chat template",
                            fix="report this with export.json; ship the GGUF without the Modelfile meanwhile")
     max_pos = int(info.context_length or 4096)
-    num_ctx = min(max_pos, max(2048, run.config.model.max_seq_length))
+    if num_ctx is None:
+        num_ctx = min(max_pos, max(2048, run.config.model.max_seq_length))
+    elif num_ctx > max_pos:
+        log(f"num_ctx {num_ctx} is over the model's context length {max_pos}: answers past it will degrade")
     name = "Modelfile"
     text = O.modelfile(source=f"./{gg.name}", template=template, stops=O.stop_tokens(tok), num_ctx=num_ctx,
                        system=system, adapter="./adapter" if keep_adapter else None,

@@ -128,11 +128,33 @@ def _check_container(raw: bytes, fmt: str) -> None:
             raise IngestError("a legacy .doc or password-protected Office file, not .docx; save it as .docx")
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                names = set(z.namelist())
+                infos = z.infolist()
         except Exception:  # BadZipFile, or a corrupt archive failing in some other way
             raise IngestError("not a .docx (not a zip archive)") from None
-        if "word/document.xml" not in names:
+        if "word/document.xml" not in {i.filename for i in infos}:
             raise IngestError("not a .docx (no word/document.xml in the zip)")
+        check_zip(infos)
+
+
+MAX_ZIP_ENTRIES = 5000  # a long report with many images has a few hundred
+MAX_UNZIPPED = 64 * 2**20  # what the parts of one zip-based document may inflate to, together
+MAX_ZIP_RATIO = 200  # a part this much larger than its compressed bytes is a bomb (Word's XML: about 10×)
+
+
+def check_zip(infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip-based document (.docx) whose parts would inflate past the caps, before any part is read.
+    The sizes are the zip's own headers; zipfile stops at the declared size and checks the CRC, so a part
+    cannot inflate to more than its header says."""
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise IngestError(f"a zip with {len(infos)} parts (at most {MAX_ZIP_ENTRIES}); not a document a person wrote")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNZIPPED:
+        raise IngestError(f"its parts inflate to {_size(total)} (at most {_limit(MAX_UNZIPPED)}): a zip bomb, "
+                          "or a document to split into smaller ones")
+    for i in infos:
+        if i.file_size > 2**20 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
+            raise IngestError(f"part {i.filename} inflates {i.file_size // max(i.compress_size, 1)}× "
+                              f"({_size(i.compress_size)} → {_size(i.file_size)}): a zip bomb, not a document")
 
 
 def _parse(path: Path, raw: bytes) -> Document:

@@ -42,12 +42,40 @@ def resolve_source(spec: str) -> ModelSource:
         if not (local / "config.json").is_file():
             raise OrgtuneError(f"{local}: not a model folder (no config.json)",
                                fix="pass a folder saved by save_pretrained, a preset (`orgtune models`), or a hub id")
+        _refuse_custom_code(local)
         return ModelSource(spec, local.resolve(), "folder", preset.name if preset else None)
     hub_id = preset.hub_id if preset else spec
     if preset is None and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise OrgtuneError(f"model {spec!r} is neither a preset, an existing folder, nor a hub id (owner/name)",
                            fix=f"use one of the presets ({', '.join(all_presets())}) or a valid path")
-    return ModelSource(spec, _from_hub_cache(hub_id), "hub", preset.name if preset else None)
+    path = _from_hub_cache(hub_id)
+    _refuse_custom_code(path)
+    return ModelSource(spec, path, "hub", preset.name if preset else None)
+
+
+def _refuse_custom_code(folder: Path, e: Exception | None = None) -> None:
+    """A model whose architecture exists only as its own Python code (config.json `auto_map`, what
+    `trust_remote_code=True` would run): orgtune never runs it, so say so before transformers does."""
+    config = folder / "config.json"
+    if e is None:
+        import json
+
+        try:
+            cfg = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # transformers reports an unreadable config itself
+        if not (isinstance(cfg, dict) and cfg.get("auto_map")):
+            return
+        from transformers import CONFIG_MAPPING
+
+        if cfg.get("model_type") in CONFIG_MAPPING:
+            return  # transformers has the architecture; the custom code is not needed
+    elif "trust_remote_code" not in str(e):
+        return
+    raise OrgtuneError(f"{config}: this model needs its own Python code (auto_map: custom architecture), "
+                       "which orgtune never runs (trust_remote_code is off)",
+                       fix="use a model whose architecture transformers ships (see `orgtune models`), or one "
+                           "converted to such an architecture")
 
 
 def _from_hub_cache(hub_id: str) -> Path:
@@ -71,6 +99,17 @@ def _from_hub_cache(hub_id: str) -> Path:
         f"model {hub_id!r} is not in the Hugging Face cache and cannot be downloaded ({reason})",
         fix=f"download it on a connected machine (`hf download {hub_id}`) and copy the cache, pass a local "
             f"folder, or use a preset that works offline: {', '.join(offline_presets())}")
+
+
+def weights_stamp(folder: Path) -> str:
+    """A short key that changes when a model folder's weights do (path, names, sizes, mtimes): for caches of
+    what a base model answers."""
+    import hashlib
+    import json
+
+    folder = Path(folder).resolve()
+    stamp = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(folder.glob("*.safetensors"))]
+    return hashlib.sha256(json.dumps([str(folder), stamp]).encode()).hexdigest()[:16]
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -105,10 +144,17 @@ def pick_dtype(device: str, requested: str = "auto"):
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
+    from orgtune.data.tokenize import render
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
+    except ValueError as e:
+        _refuse_custom_code(source.path, e)
+        raise
     if not tok.chat_template:
         raise OrgtuneError(f"{source.path}: the tokenizer has no chat template",
                            fix="use an instruct model (its tokenizer_config.json or chat_template.jinja carries one)")
+    render(tok, [{"role": "user", "content": "hi"}], add_generation_prompt=True)  # a broken template fails here
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -131,6 +177,9 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", quantiza
         raise OrgtuneError(f"{source.path}: cannot load model weights ({e})",
                            fix="the folder needs config.json and *.safetensors weights (pickled .bin files are refused)"
                            ) from None
+    except ValueError as e:
+        _refuse_custom_code(source.path, e)
+        raise
     if quantization_config is None:
         model.to(dev)
     info = {"spec": spec, "path": str(source.path), "kind": source.kind, "preset": source.preset,

@@ -9,13 +9,14 @@
 
 Errors use OpenAI's shape, {"error": {"message", "type", "param", "code"}}, with the matching status:
 404 unknown model, 400 context or max_tokens over the limit and malformed JSON, 422 a body of the wrong
-shape, 401 a missing or wrong API key. Generation runs on the engine's worker thread, never on the event loop.
+shape or a value out of range, 401 a missing or wrong API key, 413 a body over --max-body-mb. Generation
+runs on the engine's worker thread, never on the event loop. With an API key set, /health without the key
+says only {"status": "ok"}.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,7 @@ from pydantic import Field
 
 from orgtune.errors import OrgtuneError
 from orgtune.serve.errors import APIError, install_error_handlers
+from orgtune.serve.limits import BodyLimit, same_key
 from orgtune.serve.routes import _Body, inference_router, set_limits
 
 
@@ -55,9 +57,10 @@ def bearer(request: Request) -> str:
 
 
 def create_app(engine, *, api_key: str | None = None, admin_key: str | None = None, max_tokens_limit: int = 2048,
-               default_max_tokens: int = 512):
+               default_max_tokens: int = 512, max_body_mb: float = 4):
     app = FastAPI(title="orgtune serve", docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2**20))
     set_limits(app, max_tokens_limit=max_tokens_limit, default_max_tokens=default_max_tokens)
     catalog = EngineCatalog(engine, int(time.time()))
 
@@ -68,21 +71,24 @@ def create_app(engine, *, api_key: str | None = None, admin_key: str | None = No
             if not token:
                 return APIError(401, "missing API key (Authorization: Bearer KEY)", type="authentication_error",
                                 code="missing_api_key").response()
-            if not secrets.compare_digest(token, api_key) and not (admin_key and secrets.compare_digest(token, admin_key)):
+            if not same_key(token, api_key) and not (admin_key and same_key(token, admin_key)):
                 return APIError(401, "wrong API key", type="authentication_error", code="invalid_api_key").response()
         return await call_next(request)
 
     app.include_router(inference_router(lambda: catalog))
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        token = bearer(request)
+        if api_key and not (same_key(token, api_key) or (admin_key and same_key(token, admin_key))):
+            return {"status": "ok"}  # what is served is for key holders
         return {"status": "ok", "engine": engine.kind, "models": engine.names(), "queued": engine.pending()}
 
     def need_admin(request: Request) -> None:
         if not admin_key:
             raise APIError(403, "adapter management is off; start the server with --admin-key",
                            type="permission_error", code="admin_disabled")
-        if not secrets.compare_digest(bearer(request), admin_key):
+        if not same_key(bearer(request), admin_key):
             raise APIError(401, "adapter management needs the admin key", type="authentication_error",
                            code="invalid_admin_key")
 

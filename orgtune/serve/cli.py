@@ -52,7 +52,7 @@ def vllm_command(model: str, adapters: dict[str, Path], host: str, port: int, ap
 
 def serve(*, model: str, adapters: list[str], gguf: Path | None, host: str, port: int, api_key: str | None,
           admin_key: str | None, max_batch: int, max_tokens_limit: int, device: str, engine: str, launch: bool,
-          log=print) -> None:
+          max_body_mb: float = 4, log=print) -> None:
     named = parse_adapters(adapters)
     if engine == "vllm":
         cmd = vllm_command(model, named, host, port, api_key)
@@ -80,6 +80,7 @@ def serve(*, model: str, adapters: list[str], gguf: Path | None, host: str, port
         from orgtune.serve.engine import HFEngine
 
         eng = HFEngine(model, named, device=device, max_batch=max_batch, log=log)
-    app = create_app(eng, api_key=api_key, admin_key=admin_key, max_tokens_limit=max_tokens_limit)
+    app = create_app(eng, api_key=api_key, admin_key=admin_key, max_tokens_limit=max_tokens_limit,
+                     max_body_mb=max_body_mb)
     log(f"serving {', '.join(eng.names())} on http://{host}:{port}/v1 ({eng.kind})")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -279,13 +279,10 @@ class LlamaCppEngine(_Worker):
     kind = "gguf"
 
     def __init__(self, path: Path, *, tokenizer_from: str | None = None, n_ctx: int = 4096, name: str | None = None):
-        from orgtune.export.gguf import llama_cpp
+        from orgtune.export.gguf import open_llama
 
-        lc = llama_cpp()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise OrgtuneError(f"{self.path}: no such GGUF file", fix="pass a file written by `orgtune export`")
-        self.llm = lc.Llama(model_path=str(self.path), n_ctx=n_ctx, verbose=False, seed=0)
+        self.llm = open_llama(self.path, n_ctx=n_ctx, verbose=False, seed=0)
         self.base_name = name or self.path.stem
         self.adapters: dict[str, Path] = {}
         self.context = n_ctx
@@ -304,6 +301,8 @@ class LlamaCppEngine(_Worker):
                 stops.add(ids[0])
         self.stop_ids = sorted(stops)
         self._template = self.llm.metadata.get("tokenizer.chat_template")
+        if self._template:
+            self.render_chat([{"role": "user", "content": "hi"}])  # a broken template fails at start
         super().__init__(max_batch=1)
 
     def names(self) -> list[str]:
@@ -320,17 +319,22 @@ class LlamaCppEngine(_Worker):
             from orgtune.data.tokenize import render
 
             return render(self.tok, messages, add_generation_prompt=True)
+        from jinja2.exceptions import SecurityError, TemplateSyntaxError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        from orgtune.data.tokenize import TEMPLATE_VARS
+        from orgtune.data.tokenize import TEMPLATE_VARS, template_error
 
         if not self._template:
             raise OrgtuneError(f"{self.path}: no chat template embedded", fix="pass --tokenizer MODEL")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode() if self.llm.token_bos() >= 0 else ""
         eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode()
-        return env.from_string(self._template).render(messages=messages, add_generation_prompt=True,
-                                                      bos_token=bos, eos_token=eos, **TEMPLATE_VARS)
+        try:
+            return env.from_string(self._template).render(messages=messages, add_generation_prompt=True,
+                                                          bos_token=bos, eos_token=eos, **TEMPLATE_VARS)
+        except (SecurityError, TemplateSyntaxError) as e:
+            line = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
+            raise template_error(f"{self.path}: tokenizer.chat_template{line}", e) from None
 
     def count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal, Protocol
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orgtune.errors import OrgtuneError
 from orgtune.serve.engine import Job
@@ -34,6 +34,10 @@ class Catalog(Protocol):
 
     def resolve(self, name: str) -> tuple[Any, str]:
         """(engine, the engine's name for it) or APIError 404. May load a model: called in the thread pool."""
+
+
+MAX_STOPS, MAX_STOP_CHARS = 4, 256  # OpenAI's limit on stop strings; a long one would slow every token's scan
+MAX_PROMPTS = 64  # prompts in one /v1/completions request
 
 
 class _Body(BaseModel):
@@ -52,7 +56,17 @@ class _Sampling(_Body):
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)  # what torch.manual_seed takes
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, v):
+        stops = [v] if isinstance(v, str) else v or []
+        if len(stops) > MAX_STOPS:
+            raise ValueError(f"at most {MAX_STOPS} stop strings, not {len(stops)}")
+        if any(len(x) > MAX_STOP_CHARS for x in stops):
+            raise ValueError(f"a stop string may have at most {MAX_STOP_CHARS} characters")
+        return v
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -67,6 +81,13 @@ class ChatRequest(_Sampling):
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _few_prompts(cls, v):
+        if isinstance(v, list) and len(v) > MAX_PROMPTS:
+            raise ValueError(f"at most {MAX_PROMPTS} prompts in one request, not {len(v)}")
+        return v
 
 
 def _text_of(content) -> str:

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from sqlalchemy import func, select
 
 from orgtune.serve.errors import install_error_handlers
+from orgtune.serve.limits import BodyLimit
 from orgtune.serve.routes import inference_router, set_limits
 from orgtune.service import jobs
 from orgtune.service.api import admin, files
@@ -31,6 +32,8 @@ from orgtune.service.executors import make_executor
 from orgtune.service.keys import Principal
 from orgtune.service.models import Job
 from orgtune.service.settings import ServiceSettings
+
+MAX_BODY_MB = 4  # JSON bodies of every route but the file upload
 
 
 def catalog(request: Request, p: Annotated[Principal, Depends(project)]) -> ProjectCatalog:
@@ -70,6 +73,7 @@ def create_service_app(settings: ServiceSettings | None = None, *, db: Database 
     app = FastAPI(title="orgtune service", docs_url=None, redoc_url=None, lifespan=lifespan)
     install_error_handlers(app)
     set_limits(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_MB * 2**20, exempt=("/v1/files",))  # uploads: their own cap
     app.state.db, app.state.settings = db, settings
     app.state.executor = executor or make_executor(db, settings, log=log)
     app.state.engines = Engines(settings)

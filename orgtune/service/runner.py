@@ -22,7 +22,6 @@ import _thread
 import contextlib
 import csv
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -221,8 +220,7 @@ class JobRun:
     def results(self, run) -> list[str]:
         """Register what the job produced as downloadable files: a step-metrics CSV (as OpenAI's results
         file), the eval report and metrics, and the exports."""
-        rows = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines() if x.strip()] \
-            if (run.path / "metrics.jsonl").is_file() else []
+        rows = atomic.read_jsonl_appended(run.path / "metrics.jsonl") if (run.path / "metrics.jsonl").is_file() else []
         cols = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy"]
         by_step: dict[int, dict] = {}
         for r in rows:

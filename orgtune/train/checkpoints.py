@@ -2,8 +2,10 @@
 
 transformers writes `checkpoint-N` in place, so a kill mid-write leaves a folder that looks
 resumable. Here each checkpoint is written under a `.partial-` name with HF's own save helpers, gets
-a COMPLETE marker, and is renamed into place; resume picks the newest folder with the marker and
-deletes partial ones. Rotation keeps the newest `keep` checkpoints and never deletes the best.
+a COMPLETE marker recording each file's size and sha256, and is renamed into place; resume picks the
+newest folder whose files still match their marker (one that doesn't is renamed `checkpoint-N.corrupt`
+for a human to look at, and the one before is tried) and deletes partial ones. Rotation keeps the
+newest `keep` checkpoints and never deletes the best.
 """
 
 from __future__ import annotations
@@ -31,16 +33,33 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint to resume from; removes partial checkpoints (and marker-less folders) first."""
+def last_checkpoint(folder: Path, log=None) -> Path | None:
+    """The checkpoint to resume from: the newest complete one whose files match their marker. Removes
+    partial checkpoints (and marker-less folders) first; a complete one that fails verification is
+    renamed `checkpoint-N.corrupt`, never deleted, and `log` (when given) says which and why."""
     folder = Path(folder)
     atomic.remove_partials(folder)
     if folder.is_dir():
         for p in folder.iterdir():
             if _STEP.match(p.name) and p.is_dir() and not atomic.is_complete(p):
                 shutil.rmtree(p)
-    done = complete_checkpoints(folder)
-    return done[-1] if done else None
+    for p in reversed(complete_checkpoints(folder)):
+        problem = atomic.verify(p)
+        if problem is None:
+            return p
+        aside = _corrupt_name(p)
+        p.rename(aside)
+        if log is not None:
+            log(f"skipping {p.name}: {problem}; moved it to {aside} (inspect or delete it)")
+    return None
+
+
+def _corrupt_name(p: Path) -> Path:
+    aside, n = p.with_name(f"{p.name}.corrupt"), 1
+    while aside.exists():
+        n += 1
+        aside = p.with_name(f"{p.name}.corrupt-{n}")
+    return aside
 
 
 def best_checkpoint(folder: Path) -> Path | None:
@@ -70,7 +89,7 @@ def save_checkpoint(trainer, keep: int) -> Path:
     best_step = trainer.state.best_global_step
     if best_step:
         trainer.state.best_model_checkpoint = str(root / f"checkpoint-{best_step}")
-    with atomic.building_folder(root / name, replace=True) as staging:
+    with atomic.building_folder(root / name, replace=True, checksums=True) as staging:
         trainer.save_model(str(staging), _internal_call=True)
         if not trainer.args.save_only_model:
             trainer._save_optimizer_and_scheduler(str(staging))

@@ -25,8 +25,8 @@ from pathlib import Path
 from orgtune.data.formats import load_rows
 from orgtune.errors import OrgtuneError
 from orgtune.train import runfolder
-from orgtune.train.sft import (SFT_FORMATS, callbacks_for, data_entry, finish_run, finished_run, load_policy, open_run,
-                               prepare, quiet_progress, trainer_args)
+from orgtune.train.sft import (SFT_FORMATS, Prepared, callbacks_for, data_entry, finish_run, finished_run, load_policy,
+                               locked, open_run, prepare, quiet_progress, trainer_args)
 
 def dpo_overrides(overrides: dict | None, parent_lr: float | None) -> dict:
     """Flags, with DPO's own defaults for what the user did not set: 1 epoch, a twentieth of the parent's
@@ -106,10 +106,14 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
 
     p = prepare(data, out, config_path=config_path, overrides=dpo_overrides(overrides, parent_lr), val=val,
                 resume=resume, init_adapter=init_adapter, formats=("preference",), more_files=replayed)
-    done = finished_run(p, log)
-    if done is not None:
-        return done
+    with locked(p, resume) as p:  # the same run-folder lock as SFT, before the model loads
+        done = finished_run(p, log)
+        if done is not None:
+            return done
+        return _train_dpo(p, replay_choice[0], log=log, callbacks=callbacks)
 
+
+def _train_dpo(p: Prepared, replay_choice: tuple[Path | None, float], *, log, callbacks: list | None) -> runfolder.Run:
     from datasets import Dataset
 
     from orgtune.models.loading import pick_device
@@ -125,7 +129,7 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
                 "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), format="preference")}}
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_rows), format="preference")
-    replay_path, replay_weight = replay_choice[0]
+    replay_path, replay_weight = replay_choice
     model, tok, info, peft_config = load_policy(p, cfg, device)
     replay = None
     if replay_path is not None:

@@ -25,8 +25,7 @@ class MetricsLog(TrainerCallback):
         if not logs or not state.is_world_process_zero:
             return
         record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        atomic.append_jsonl(self.path, record)  # one write of a whole line, fsynced: a kill cuts at most the last
 
 
 class QuietProgress(ProgressCallback):

@@ -6,13 +6,17 @@
 Everything the user can get wrong (data rows, config keys, missing bitsandbytes, a run folder that
 holds another run) is checked before a model is loaded or the run folder is created. Re-running the
 same command after a crash resumes from the last complete checkpoint; a finished run is left alone.
+The run folder is locked while a run trains in it: a second command on the same folder fails at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +25,10 @@ from orgtune.config import RunConfig, resolve_config, save_config
 from orgtune.data.formats import load_rows
 from orgtune.data.tokenize import EncodedSet, encode_rows
 from orgtune.errors import OrgtuneError
-from orgtune.train import runfolder
+from orgtune.train import lock, runfolder
 from orgtune.train.checkpoints import SaveAtEpochEnd, last_checkpoint
 from orgtune.train.metrics import MetricsLog, QuietProgress, truncate_metrics
-from orgtune.train.trainer import OrgtuneSFTTrainer
+from orgtune.train.trainer import OrgtuneSFTTrainer, ship_best
 
 SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
 
@@ -81,6 +85,7 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     files = [load_rows(train_path, allowed=formats)]
     if val_path is not None:
         files.append(load_rows(val_path, allowed=formats))
+    _check_minimums(files)
     _check_backends(cfg)
 
     hashes = {str(f.path): runfolder.sha256_file(f.path) for f in files}
@@ -89,18 +94,43 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     parent_sha = parent.manifest.get("adapter_sha256") if parent else None
     fp = runfolder.fingerprint(cfg, hashes, parent_sha)
     out = Path(out)
-    resuming = False
+    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming_run(out, fp, resume))
+
+
+def resuming_run(out: Path, fp: str, resume: bool) -> bool:
+    """Whether `out` holds this command's run (True), is new or empty (False), or is refused."""
     if (out / "manifest.json").is_file():
         existing = runfolder.read_run(out)
         if existing.manifest.get("fingerprint") != fp:
             raise OrgtuneError(f"{out} holds a different run (its config or data differ from this command's)",
                                fix="choose a new --out, or delete that folder to start over")
-        resuming = True
-    elif out.exists() and any(out.iterdir()):
+        return True
+    if out.exists() and any(p.name != lock.LOCK_NAME for p in out.iterdir()):
         raise OrgtuneError(f"{out} exists and is not an orgtune run folder", fix="choose a new or empty --out folder")
-    elif resume:
+    if resume:
         raise OrgtuneError(f"--resume: {out} holds no run to resume", fix="drop --resume to start a new run")
-    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming)
+    return False
+
+
+@contextlib.contextmanager
+def locked(p: Prepared, resume: bool = False) -> Iterator[Prepared]:
+    """Hold `p.out`'s lock for the block (before anything in it is written or deleted), with the folder
+    checked again under it: another command may have created or finished the run since `prepare` looked."""
+    with lock.hold(p.out):
+        yield dataclasses.replace(p, resuming=resuming_run(p.out, p.fingerprint, resume))
+
+
+MIN_TRAIN_ROWS = 2  # one row cannot be shuffled, split or told apart from memorising it
+
+
+def _check_minimums(files) -> None:
+    train, *val = files
+    if len(train.rows) < MIN_TRAIN_ROWS:
+        raise OrgtuneError(f"{train.path}: {len(train.rows)} training row(s); at least {MIN_TRAIN_ROWS} are needed "
+                           "(and a few hundred to teach a model facts)",
+                           fix="add examples; `orgtune data build DOCS --out DATA` writes them from documents")
+    if val and not val[0].rows:
+        raise OrgtuneError(f"{val[0].path}: the validation file has no rows", fix="add rows to it, or leave it out")
 
 
 def _check_backends(cfg: RunConfig) -> None:
@@ -162,12 +192,14 @@ def trainer_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: boo
         use_cpu=device == "cpu",
         seed=t.seed,
         logging_steps=t.logging_steps,
-        save_strategy="steps",
+        save_strategy=t.save_strategy,  # epoch ends and the last step are saved whatever it says (SaveAtEpochEnd)
         save_steps=t.save_steps,
         save_total_limit=None,  # rotation is ours (OrgtuneSFTTrainer.keep_checkpoints)
-        eval_strategy="epoch" if has_eval else "no",
-        metric_for_best_model="eval_loss" if has_eval else None,
+        eval_strategy=t.evaluation_strategy if has_eval else "no",
+        eval_steps=t.save_steps if has_eval and t.evaluation_strategy == "steps" else None,  # each checkpoint's
+        metric_for_best_model=t.metric_for_best_model if has_eval else None,
         greater_is_better=False if has_eval else None,
+        load_best_model_at_end=False,  # ours picks from orgtune's checkpoints (trainer.ship_best) and records it
         report_to="none",
         dataset_num_proc=None,
         dataloader_num_workers=0,
@@ -212,10 +244,14 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
 
     p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
                 init_adapter=init_adapter, more_files=general_file)
-    done = finished_run(p, log)
-    if done is not None:
-        return done
+    with locked(p, resume) as p:
+        done = finished_run(p, log)
+        if done is not None:
+            return done
+        return _train(p, general, log=log, callbacks=callbacks)
 
+
+def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> runfolder.Run:
     from orgtune.models.loading import load_tokenizer, pick_device, resolve_source
 
     cfg = p.cfg
@@ -239,6 +275,11 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     if not encoded.rows:
         raise OrgtuneError(f"{p.train_path}: no row has an assistant token within max_seq_length {cfg.model.max_seq_length}",
                            fix="raise model.max_seq_length (--max-seq-length) or shorten the prompts")
+    if val_encoded is not None and not val_encoded.rows:
+        where = p.val_path or p.train_path
+        raise OrgtuneError(f"{where}: no validation row is left (every one has its assistant tokens beyond "
+                           f"max_seq_length {cfg.model.max_seq_length}, or the split took none)",
+                           fix="raise --max-seq-length or val_fraction, or give a --val file with shorter rows")
     used = len(encoded.rows)
     encoded.rows += general_encoded.rows  # after the checks: they are about the user's own rows
     encoded.lines += [-1] * len(general_encoded.rows)
@@ -268,11 +309,13 @@ def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: 
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.time() - started
+    shipped = ship_best(trainer, load_best=cfg.training.load_best_model_at_end and val_encoded is not None, log=log)
 
     finish_run(run_dir, trainer, tok, manifest, info, summary={
         "global_step": trainer.state.global_step, "train_loss": result.training_loss,
         "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
-        "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows)}, tensorboard=cfg.training.tensorboard)
+        "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows), "shipped": shipped},
+        tensorboard=cfg.training.tensorboard)
     return runfolder.read_run(run_dir)
 
 
@@ -308,14 +351,18 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
         with atomic.building_folder(run_dir, replace=run_dir.exists(), marker=False) as staging:
             save_config(p.cfg, staging / "config.yaml")
             runfolder.write_manifest(staging, manifest)
+            lock.carry(run_dir, staging)  # the lock held on run_dir stays held in the folder replacing it
     manifest = runfolder.read_run(run_dir).manifest
     atomic.remove_partials(run_dir)  # e.g. an adapter folder cut short by a crash
-    resume_from = last_checkpoint(run_dir / "checkpoints")
+    resume_from = last_checkpoint(run_dir / "checkpoints", log=log)
     if resume_from is not None:
         truncate_metrics(run_dir / "metrics.jsonl", int(resume_from.name.split("-")[1]))
         log(f"resuming from {resume_from}")
-    elif (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
+    else:
+        if p.resuming:
+            log(f"{run_dir}: no complete, intact checkpoint to resume from; training starts over at step 0")
+        if (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
     return manifest, resume_from
 
 

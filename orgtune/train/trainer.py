@@ -9,17 +9,23 @@ Thin overrides, each for a default that is wrong for us (and DPO's SFT replay, b
 
 from __future__ import annotations
 
+import contextlib
+import json
+import pickle
 import random
+from pathlib import Path
 
 import torch
 from trl import DPOTrainer, SFTTrainer
 
 from orgtune.data.tokenize import IGNORE
+from orgtune.errors import OrgtuneError
 from orgtune.train.checkpoints import save_checkpoint
 
 
 class AtomicCheckpoints:
-    """Mixin for a transformers Trainer: checkpoints written whole or not at all, our rotation."""
+    """Mixin for a transformers Trainer: checkpoints written whole or not at all, our rotation; a checkpoint
+    file that `torch.load(weights_only=True)` refuses on resume is an error naming that file."""
 
     def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
         self.keep_checkpoints = keep_checkpoints
@@ -27,6 +33,72 @@ class AtomicCheckpoints:
 
     def _save_checkpoint(self, model, trial):
         save_checkpoint(self, self.keep_checkpoints)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        with _refused_pickle(checkpoint, ("optimizer.pt", "scheduler.pt")):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_scaler(self, checkpoint):
+        with _refused_pickle(checkpoint, ("scaler.pt",)):
+            super()._load_scaler(checkpoint)
+
+    def _load_rng_state(self, checkpoint):
+        with _refused_pickle(checkpoint, ("rng_state.pth",)):
+            super()._load_rng_state(checkpoint)
+
+
+@contextlib.contextmanager
+def _refused_pickle(checkpoint, names: tuple[str, ...]):
+    """transformers loads these with torch.load(weights_only=True), which refuses pickled Python objects
+    other than tensors and plain containers: name the file (found by loading each again) instead of a traceback."""
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        folder = Path(checkpoint)
+        bad = folder / names[0]
+        for name in names:
+            try:
+                if (folder / name).is_file():
+                    torch.load(folder / name, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                bad = folder / name
+                break
+        lines = [x for x in str(e).splitlines() if x.strip()]
+        reason = next((x for x in lines if "GLOBAL" in x or "Unsupported" in x), lines[-1] if lines else "")
+        raise OrgtuneError(f"{bad}: refused to load it: it holds pickled Python objects, not just tensors ({reason})",
+                           fix=f"unless you know where it came from and trust it, delete {folder} (the run then "
+                               "resumes from an earlier checkpoint, or starts over) or train into a new --out") from None
+
+
+def ship_best(trainer, *, load_best: bool, log=print) -> dict:
+    """Which weights the run ships, for its manifest. With `load_best`, the adapter weights of the checkpoint
+    recorded as best (lowest validation loss, checkpoints.BEST_FILE) are loaded into the trainer's model,
+    which is what the run then saves; otherwise, or with no evaluated checkpoint, the last step's stay."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from orgtune.train.checkpoints import BEST_FILE, best_checkpoint
+
+    step = trainer.state.global_step
+    evals = {e["step"]: e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e}
+    last = {"chosen": "last", "step": step, "eval_loss": evals.get(step)}
+    if not load_best:
+        return last
+    root = Path(trainer.args.output_dir)
+    best = best_checkpoint(root)
+    if best is None or not (best / "adapter_model.safetensors").is_file():
+        log("load_best_model_at_end: no evaluated checkpoint was kept; the last step's adapter ships")
+        return last
+    best_step = int(best.name.rsplit("-", 1)[1])
+    metric = json.loads((root / BEST_FILE).read_text()).get("metric")
+    if best_step != step:
+        result = set_peft_model_state_dict(trainer.model, load_file(best / "adapter_model.safetensors"))
+        if getattr(result, "unexpected_keys", None):
+            raise OrgtuneError(f"{best}: its adapter does not fit this run's model ({len(result.unexpected_keys)} "
+                               "unknown tensors)", fix="set load_best_model_at_end: false, or train again in a new --out")
+        shown = f"{metric:.4f}" if isinstance(metric, float) else metric
+        log(f"load_best_model_at_end: shipping {best.name} (validation loss {shown}), not step {step}")
+    return {"chosen": "best", "step": best_step, "checkpoint": best.name, "eval_loss": metric}
 
 
 def assistant_nll(model, model_inputs: dict, labels, num_items_in_batch=None):

@@ -111,7 +111,7 @@ def test_trace_and_stats_cli(built):
     s = json.loads(r.output)
     assert s["probe_leakage"] == 0 and s["exact_duplicates_now"] == 0 and s["tokens"]["max"] < 512
     r = CliRunner().invoke(app, ["data", "trace", "ex-000000000000", "--data", str(built.out)])
-    assert r.exit_code == 1 and "no example" in r.output
+    assert r.exit_code == 2 and "no example" in r.output
 
 
 def test_bad_files_are_reported_and_the_rest_is_built(tmp_path):
@@ -141,5 +141,5 @@ def test_build_refuses_a_foreign_folder_and_keeps_it(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     r = CliRunner().invoke(app, ["data", "build", str(SAMPLES / "docs"), "--out", str(out)])
-    assert r.exit_code == 1 and "not an orgtune data folder" in r.output
+    assert r.exit_code == 2 and "not an orgtune data folder" in r.output
     assert (out / "notes.txt").read_text() == "keep me"

@@ -176,6 +176,24 @@ def test_alpaca_row_errors(tmp_path, bad, word):
     assert line == 2 and word in reason
 
 
+@pytest.mark.parametrize(("turns", "where"), [
+    ([(A, "Hello."), (U, "Q?"), (U, "Q again?")], "message 0 is assistant where user"),
+    ([(S, "Be brief."), (A, "Hi."), (U, "Q?"), (A, "A.")], "message 1 is assistant where user"),
+    ([(U, "Q?"), (U, "Q again?"), (A, "A.")], "message 1 is user where assistant"),
+    ([(U, "Q?"), (A, "A."), (A, "More.")], "message 2 is assistant where user"),
+])
+def test_role_order_is_checked(tmp_path, turns, where):
+    line, reason = one_error(tmp_path, [GOOD_CHAT, chat(*turns)])
+    assert line == 2 and where in reason and "alternate" in reason
+    # the same in the other formats that carry turns
+    _, reason = one_error(tmp_path, [{"prompt": [msg(A, "Hi."), msg(U, "Q?")], "completion": "A."}])
+    assert "message 0 is assistant where user" in reason
+    _, reason = one_error(tmp_path, [{"prompt": [msg(U, "Q?"), msg(A, "A.")], "chosen": "Good.", "rejected": "Bad."}])
+    assert "'prompt + chosen' message 2 is assistant where user" in reason
+    _, reason = one_error(tmp_path, [{"conversations": [{"from": "gpt", "value": "A."}, {"from": "human", "value": "Q"}]}])
+    assert "message 0 is assistant where user" in reason
+
+
 @pytest.mark.parametrize(
     ("bad", "word"),
     [

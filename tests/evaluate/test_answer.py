@@ -41,7 +41,7 @@ def test_bad_questions_file(tmp_path):
     q = tmp_path / "q.jsonl"
     q.write_text('{"question": "ok"}\n{"nothing": 1}\n')
     r = CliRunner().invoke(app, ["ask", "--model", "smollm2-135m", "--questions", str(q)])
-    assert r.exit_code == 1 and f"{q}:2" in r.output
+    assert r.exit_code == 2 and f"{q}:2" in r.output
 
 
 def test_answer_confidence_is_the_least_sure_step_of_the_models_own_answer():

@@ -19,6 +19,9 @@ CASES = {
     "empty-file": ("\n\n", None, "empty"),
     "alpaca-empty-output": ('{"instruction": "i", "output": ""}' + "\n", 1, "output"),
     "sharegpt-bad-from": ('{"conversations": [{"from": "robot", "value": "x"}]}' + "\n", 1, "robot"),
+    "one-row": (GOOD + "\n", None, "at least 2 are needed"),
+    "assistant-first": (GOOD + "\n" + '{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}, '
+                        '{"role": "user", "content": "q"}]}' + "\n", 2, "message 0 is assistant where user was expected"),
     "preference-for-sft": ('{"prompt": "p", "chosen": "a", "rejected": "b"}' + "\n", None, "--method dpo"),
 }
 
@@ -33,7 +36,7 @@ def test_train_refuses_bad_data_before_anything(case, tmp_path):
     f.write_bytes(data)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "--data", str(f), "--out", str(out)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "Traceback" not in r.output
     assert reason.lower() in r.output.lower()
     if line is not None:
@@ -47,12 +50,12 @@ def test_bad_config_key_names_file_and_line(tmp_path, demo_data):
     cfg.write_text("model:\n  name: smollm2-135m\ntraining:\n  num_epochs: 1\n  learnin_rate: 0.1\n")
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "--data", str(demo_data), "--out", str(out), "--config", str(cfg)])
-    assert r.exit_code == 1 and f"{cfg}:5" in r.output and "learnin_rate" in r.output
+    assert r.exit_code == 2 and f"{cfg}:5" in r.output and "learnin_rate" in r.output
     assert not out.exists()
 
 
 def test_qlora_without_bitsandbytes_or_cuda_is_clear(tmp_path, demo_data):
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "--data", str(demo_data), "--out", str(out), "--qlora"])
-    assert r.exit_code == 1 and ("bitsandbytes" in r.output or "CUDA" in r.output)
+    assert r.exit_code == 2 and ("bitsandbytes" in r.output or "CUDA" in r.output)
     assert not out.exists()

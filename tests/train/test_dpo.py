@@ -103,23 +103,23 @@ def test_user_preference_files_are_validated_before_training(tmp_path, demo_data
     bad.write_text(json.dumps({"prompt": "Q?", "chosen": "A", "rejected": "A"}) + "\n"
                    + json.dumps({"prompt": "Q?", "chosen": [{"role": "user", "content": "x"}], "rejected": "B"}) + "\n")
     r = run_cli("train", "--method", "dpo", "--data", str(bad), "--out", str(tmp_path / "run"), timeout=120)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert f"{bad}:1: 'chosen' and 'rejected' are identical" in r.stderr and f"{bad}:2: no assistant turn in 'chosen'" in r.stderr
     r = run_cli("train", "--method", "dpo", "--data", str(demo_data), "--out", str(tmp_path / "run"), timeout=120)
-    assert r.returncode == 1 and "holds chat data" in r.stderr
+    assert r.returncode == 2 and "holds chat data" in r.stderr
     assert not (tmp_path / "run").exists()
     r = run_cli("train", "--beta", "0.2", "--data", str(demo_data), "--out", str(tmp_path / "run"), timeout=120)
-    assert r.returncode == 1 and "--method dpo" in r.stderr
+    assert r.returncode == 2 and "--method dpo" in r.stderr
     good = _tiny_prefs(tmp_path / "good.jsonl")
     r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--loss-weights", "1",
                 timeout=120)
-    assert r.returncode == 1 and "loss_weights has 1 values for 2 loss types" in r.stderr
+    assert r.returncode == 2 and "loss_weights has 1 values for 2 loss types" in r.stderr
     r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--replay", "1",
                 timeout=120)
-    assert r.returncode == 1 and "--replay needs SFT rows to replay" in r.stderr and "--replay-data FILE" in r.stderr
+    assert r.returncode == 2 and "--replay needs SFT rows to replay" in r.stderr and "--replay-data FILE" in r.stderr
     r = run_cli("train", "--method", "dpo", "--data", str(good), "--out", str(tmp_path / "run"), "--replay", "1",
                 "--replay-data", str(bad), timeout=120)
-    assert r.returncode == 1 and f"{bad}:1:" in r.stderr
+    assert r.returncode == 2 and f"{bad}:1:" in r.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -266,7 +266,7 @@ def test_dpo_resumes_after_sigkill_with_the_same_losses(tmp_path, tiny_model_dir
     # the parent's training file edited since: replaying it would not replay what SFT learned
     sft_rows.write_text(sft_rows.read_text() + sft_rows.read_text().splitlines()[0] + "\n")
     r = run_cli(*args(tmp_path / "edited"))
-    assert r.returncode == 1 and f"{sft_rows.resolve()} changed since" in r.stderr
+    assert r.returncode == 2 and f"{sft_rows.resolve()} changed since" in r.stderr
     assert not (tmp_path / "edited").exists()
     # without --replay the run goes on, replay off, and says so
     r = run_cli("train", "--method", "dpo", "--data", str(prefs), "--init-adapter", str(tmp_path / "sft"),
