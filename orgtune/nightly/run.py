@@ -71,7 +71,17 @@ def _general_reference(project: Project, promoted: str | None, model, tok, items
 def nightly(docs: list[Path], project_dir: Path, *, night: str | None = None, extra_data: Path | None = None,
             settings: dict | None = None, export: list[str] | None = None, ollama: str | None = None,
             log=print) -> dict:
-    """Run one night; returns its gate record (decision, reasons, figures)."""
+    """Run one night; returns its gate record (decision, reasons, figures). One night at a time per project:
+    a second one fails at once, naming the first one's pid."""
+    from orgtune.train import lock
+
+    with lock.hold(Path(project_dir), "orgtune nightly"):
+        return _night(docs, project_dir, night=night, extra_data=extra_data, settings=settings, export=export,
+                      ollama=ollama, log=log)
+
+
+def _night(docs: list[Path], project_dir: Path, *, night: str | None, extra_data: Path | None, settings: dict | None,
+           export: list[str] | None, ollama: str | None, log) -> dict:
     from orgtune.nightly.gate import decide, general_check, general_items, load_candidate, score_candidate
     from orgtune.train.sft import train
 

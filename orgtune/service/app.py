@@ -25,12 +25,14 @@ from orgtune.serve.routes import inference_router, set_limits
 from orgtune.service import jobs
 from orgtune.service.api import admin, files
 from orgtune.service.api import jobs as jobs_api
+from orgtune.service.api import nightly as nightly_api
 from orgtune.service.api.deps import project
 from orgtune.service.catalog import Engines, ProjectCatalog
 from orgtune.service.db import Database
 from orgtune.service.executors import make_executor
 from orgtune.service.keys import Principal
 from orgtune.service.models import Job
+from orgtune.service.nightly import Scheduler
 from orgtune.service.settings import ServiceSettings
 
 MAX_BODY_MB = 4  # JSON bodies of every route but the file upload
@@ -64,9 +66,12 @@ def create_service_app(settings: ServiceSettings | None = None, *, db: Database 
         ex = app.state.executor
         ex.start()
         recover(db, ex)
+        scheduler = Scheduler(db, settings, log=log)
+        scheduler.start()
         try:
             yield
         finally:
+            scheduler.stop()
             ex.stop()
             app.state.engines.stop()
 
@@ -77,7 +82,7 @@ def create_service_app(settings: ServiceSettings | None = None, *, db: Database 
     app.state.db, app.state.settings = db, settings
     app.state.executor = executor or make_executor(db, settings, log=log)
     app.state.engines = Engines(settings)
-    for r in (files.router, jobs_api.router, admin.router, inference_router(catalog)):
+    for r in (files.router, jobs_api.router, admin.router, nightly_api.router, inference_router(catalog)):
         app.include_router(r)
 
     @app.get("/health")

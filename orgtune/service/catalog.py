@@ -1,6 +1,7 @@
 """The models a project may call through /v1/chat/completions of the service: the base models the
 service offers, and the project's own fine-tuned models (`ft:<base>:<suffix>:<job>`) and their
-checkpoints (`…:ckpt-step-N`). Each base is loaded once, on first use; a fine-tuned model is its
+checkpoints (`…:ckpt-step-N`), and its nightly schedule's promoted model (`ft:<base>:<project>:nightly`, the
+night's adapter: a promotion or a rollback switches it at the next call). Each base is loaded once, on first use; a fine-tuned model is its
 job's adapter, loaded onto that base when first called, so a job that has just succeeded is servable
 at once. Another project's model is "not found".
 """
@@ -17,6 +18,7 @@ from orgtune.serve.errors import APIError
 from orgtune.service.db import Database
 from orgtune.service.keys import Principal
 from orgtune.service.models import Checkpoint, Job
+from orgtune.service.nightly import promoted_run
 from orgtune.service.settings import ServiceSettings
 
 
@@ -58,6 +60,10 @@ class ProjectCatalog:
     def models(self) -> list[dict]:
         out = [{"id": base_id(b), "object": "model", "created": 0, "owned_by": "orgtune"}
                for b in self.settings.base_models]
+        promoted = promoted_run(self.settings, self.p.project_id)
+        if promoted:
+            out.append({"id": self._nightly_name(promoted[2]), "object": "model", "created": 0,
+                        "owned_by": self.p.project_name, "root": base_id(promoted[2]), "night": promoted[0]})
         with self.db.reading() as s:
             out += [{"id": j.fine_tuned_model, "object": "model", "created": j.finished_at or j.created_at,
                      "owned_by": self.p.project_name, "root": base_id(j.base_model), "parent": base_id(j.base_model)}
@@ -71,6 +77,8 @@ class ProjectCatalog:
             return engine, engine.base_name
         if not name.startswith("ft:"):
             raise self._missing(name)
+        if name.endswith(":nightly"):
+            return self._nightly(name)
         model, _, step = name.partition(":ckpt-step-")
         with self.db.reading() as s:
             job = s.scalar(select(Job).where(Job.project_id == self.p.project_id,
@@ -92,6 +100,20 @@ class ProjectCatalog:
         if name not in engine.adapters:
             engine.load_adapter(name, adapter)
         return engine, name
+
+    def _nightly_name(self, base: str) -> str:
+        return f"ft:{base_id(base)}:{self.p.project_name}:nightly"
+
+    def _nightly(self, name: str):
+        promoted = promoted_run(self.settings, self.p.project_id)
+        if promoted is None or name != self._nightly_name(promoted[2]):
+            raise self._missing(name)
+        night, run, base = promoted
+        engine = self.engines.get(base)
+        key = f"{name}@{night}"  # the adapter of this night; a later promotion loads its own
+        if key not in engine.adapters:
+            engine.load_adapter(key, run)
+        return engine, key
 
     def _missing(self, name: str) -> APIError:
         return APIError(404, f"model {name!r} does not exist or you do not have access to it", param="model",

@@ -44,7 +44,7 @@ def own_job(s, project_id: str, job_id: str) -> Job:
     return j
 
 
-def _base_of(s, p: Principal, model: str, settings: ServiceSettings) -> tuple[str, Job | None]:
+def base_of(s, p: Principal, model: str, settings: ServiceSettings) -> tuple[str, Job | None]:
     """(the base weights, the parent job when `model` is one of the project's fine-tuned models)."""
     from orgtune.models.presets import find_preset
 
@@ -113,7 +113,7 @@ def create_job(db: Database, settings: ServiceSettings, p: Principal, req: JobCr
         raise APIError(400, "integrations are not supported by this service", param="integrations")
     seed = req.seed if req.seed is not None else random.randrange(2**31)
     with db.reading() as s:
-        base, parent = _base_of(s, p, req.model, settings)
+        base, parent = base_of(s, p, req.model, settings)
         training = own_file(s, p.project_id, req.training_file, param="training_file")
         validation = own_file(s, p.project_id, req.validation_file, param="validation_file") \
             if req.validation_file else None

@@ -1,5 +1,5 @@
 """The job store's tables (SQLAlchemy 2): projects, API keys, files, fine-tuning jobs, their events and
-checkpoints. The schema itself is created by the migrations in `migrations/versions/`, never by
+checkpoints, and each project's nightly schedule. The schema itself is created by the migrations in `migrations/versions/`, never by
 `create_all`; a test checks that the two agree.
 
 Public ids look like OpenAI's (`file-…`, `ftjob-…`, `ftckpt-…`); each table that is listed newest
@@ -133,4 +133,23 @@ class Checkpoint(Base):
     step_number: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class NightlySchedule(Base):
+    """A project's nightly training: when (a cron expression, UTC), with which settings, on the project's
+    uploaded documents. While a night runs, `runner` holds it and renews `heartbeat_at` (a lease, as for jobs)."""
+
+    __tablename__ = "ot_nightly"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("ot_projects.id"), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(120))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_run_at: Mapped[float] = mapped_column(Float)
+    runner: Mapped[str | None] = mapped_column(String(120))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    last_started_at: Mapped[int | None] = mapped_column(Integer)
+    last_finished_at: Mapped[int | None] = mapped_column(Integer)
+    last_result: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[int] = mapped_column(Integer, default=now)

@@ -37,6 +37,7 @@ class ServiceSettings(BaseSettings):
     archive_max_entries: int = Field(2000, ge=1)
     archive_max_mb: float = Field(512, gt=0, description="Largest total decompressed size of an archive.")
     poll_interval: float = Field(0.5, gt=0, description="How often the local supervisor looks for work.")
+    nightly_tick: float = Field(30.0, gt=0, description="How often the nightly scheduler looks for due nights.")
     cancel_wait: float = Field(10.0, ge=0, description="Seconds POST …/cancel waits for a running job to stop.")
 
     @property

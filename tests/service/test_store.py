@@ -42,11 +42,11 @@ def test_migrations_match_the_models_and_run_concurrently(db):
     for t in threads:
         t.join()
     assert errors == []
-    assert db.migrate() == db.revision() == "0001"
+    assert db.migrate() == db.revision() == "0002"
     with db.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)] == []
-    assert {"ot_jobs", "ot_events", "ot_files", "ot_api_keys", "ot_projects", "ot_checkpoints"} \
+    assert {"ot_jobs", "ot_events", "ot_files", "ot_api_keys", "ot_projects", "ot_checkpoints", "ot_nightly"} \
         <= set(inspect(db.engine).get_table_names())
 
 
