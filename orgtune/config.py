@@ -94,7 +94,7 @@ class TrainingSection(_Section):
     seed: int = 42
     val_fraction: float = Field(0.0, ge=0, lt=1, description="Split this share of --data off as validation "
                                                              "when no validation file is given.")
-    general_replay: float = Field(0.25, ge=0, le=1, description=(
+    general_replay: float = Field(0.5, ge=0, le=1, description=(
         "SFT only: the base model's own answers to bundled general prompts (self-distillation), added as this "
         "share of the training rows, so that the tuned model keeps the base's behaviour where the documents "
         "say nothing; 0 = off."))

@@ -9,7 +9,8 @@ documents say nothing. No download, no teacher: the rows come from the very weig
 The answers are greedy, up to 160 new tokens; an answer the model did not finish within that budget is
 left out (training on it would teach stopping mid-sentence). They are cached under
 ORGTUNE_HOME/general/, keyed by the model folder, its weights' size and mtime, and the prompt file, and
-written atomically; a run's fingerprint includes the file's sha256.
+written atomically; a run's fingerprint includes the file's sha256. The embedded model's answers are
+bundled (train/general_answers/smollm2-135m.json), used while they match the prompt file.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def self_distilled(model: str, *, device: str = "auto", log=print) -> Path:
     path = home() / "general" / f"{src.path.name}-{_key(src.path)}.jsonl"
     if path.is_file():
         return path
+    bundled = _bundled(src.preset)
+    if bundled is not None:  # the embedded model's answers ship with orgtune: no generation on a new machine
+        atomic.write_jsonl(path, bundled)
+        log(f"general replay: {len(bundled)} answers of the embedded model, bundled with orgtune")
+        return path
     from orgtune.evaluate.answer import GenerationSettings, load_backend
 
     items = prompts()
@@ -65,6 +71,34 @@ def self_distilled(model: str, *, device: str = "auto", log=print) -> Path:
     atomic.write_jsonl(path, rows)
     log(f"general replay: {len(rows)} finished answers kept, {len(items) - len(rows)} cut by the budget left out")
     return path
+
+
+def _prompts_sha() -> str:
+    text = resources.files("orgtune.train").joinpath("general_prompts.jsonl").read_text(encoding="utf-8")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _bundled(preset: str | None) -> list[dict] | None:
+    """A preset's answers generated here and shipped (train/general_answers/<preset>.json), when they
+    answer the current prompt file with the current budget."""
+    if preset is None:
+        return None
+    f = resources.files("orgtune.train").joinpath("general_answers", f"{preset}.json")
+    if not f.is_file():
+        return None
+    data = json.loads(f.read_text(encoding="utf-8"))
+    if data.get("prompts_sha256") != _prompts_sha() or data.get("max_new_tokens") != MAX_NEW_TOKENS:
+        return None  # the prompts changed since: generate
+    return data["rows"]
+
+
+def bundle(model: str, out: Path, *, log=print) -> Path:
+    """Write a preset's answers for shipping (see scripts/make_general_prompts.py --bundle)."""
+    path = self_distilled(model, log=log)
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    atomic.write_json(out, {"model": model, "prompts_sha256": _prompts_sha(), "max_new_tokens": MAX_NEW_TOKENS,
+                            "rows": rows})
+    return out
 
 
 def general_rows(path: Path, *, n: int, seed: int) -> list[dict]:

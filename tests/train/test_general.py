@@ -1,0 +1,55 @@
+"""General self-distillation replay: the prompts never ask a question of the general check; the embedded
+model's bundled answers match the prompt file (re-bundle when it changes) and are used without loading the
+model; an SFT run mixes the share it asks for and records it in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+from orgtune.evaluate.regression import load_general
+from orgtune.train import general
+from orgtune.train.sft import train
+
+
+def test_prompts_are_disjoint_from_the_general_check():
+    asked = {g["question"].strip().lower() for g in load_general()}
+    prompts = [p["prompt"].strip().lower() for p in general.prompts()]
+    assert len(prompts) == len(set(prompts)) >= 400
+    assert not asked & set(prompts)
+
+
+def test_the_embedded_models_bundled_answers_are_current_and_used(tmp_path, monkeypatch, embedded_dir):
+    bundled = general._bundled("smollm2-135m")
+    assert bundled is not None, ("train/general_answers/smollm2-135m.json no longer matches the prompts: run "
+                                 "`.venv/bin/python scripts/make_general_prompts.py --bundle`")
+    asked = {p["prompt"] for p in general.prompts()}
+    assert len(bundled) >= 300 and all(r["messages"][0]["content"] in asked for r in bundled)
+    monkeypatch.setenv("ORGTUNE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("orgtune.models.loading.resolve_source", _same_source(embedded_dir))
+    monkeypatch.setattr("orgtune.evaluate.answer.load_backend", _no_model)  # would generate: must not
+    lines = []
+    path = general.self_distilled("smollm2-135m", log=lines.append)
+    assert path.is_relative_to(tmp_path / "home") and "bundled" in lines[0]
+    assert [json.loads(x) for x in path.read_text().splitlines()] == bundled
+    assert general._bundled("tiny-model") is None
+
+
+def _same_source(folder):
+    from orgtune.models.loading import ModelSource
+
+    return lambda spec: ModelSource(spec, folder, "folder", "smollm2-135m")
+
+
+def _no_model(*a, **k):
+    raise AssertionError("the bundled answers should have been used")
+
+
+def test_sft_mixes_the_share_and_records_it(tmp_path, tiny_model_dir, demo_data):
+    run = train(demo_data, tmp_path / "run", log=lambda m: None, overrides={
+        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0.5}})
+    entry = run.manifest["data"]["general_replay"]
+    rows = run.manifest["data"]["train"]["rows"]
+    assert entry["share"] == 0.5 and 0 <= entry["rows"] <= round(0.5 * rows)
+    off = train(demo_data, tmp_path / "off", log=lambda m: None, overrides={
+        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0}})
+    assert "general_replay" not in off.manifest["data"]
