@@ -17,8 +17,9 @@ from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.slow
 # Small nights (2 phrasings per fact, 20 general items; general replay off: tests/train/test_general.py and
-# benchmarks/nightly_forgetting.py cover it). The base model answers about 3% of these probes.
-SETTINGS = {"examples_per_fact": 2, "general_items": 20, "general_replay": 0, "threshold": 0.35, "old_margin": 0.15,
+# benchmarks/nightly_forgetting.py cover it). The base model answers about 3% of these probes; with 15 old
+# probes, one probe is 7 points, so the margins are wide (the bad night still falls far below them).
+SETTINGS = {"examples_per_fact": 2, "general_items": 20, "general_replay": 0, "threshold": 0.35, "old_margin": 0.3,
             "general_margin": 0.15}
 LEARNED = 0.35  # accuracy every promoted night must reach on its new documents' probes, and keep on the old ones
 
@@ -41,7 +42,7 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
     assert n2["promote"], n2["reasons"]
     f = n2["figures"]
     assert f["new"]["n"] > 0 and f["old"]["n"] > 0
-    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - 0.15)
+    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"])
     assert n2["mix"]["replayed_rows"] > 0
 
     quick = docs / "halvo-quick-start.txt"
@@ -53,7 +54,7 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
     assert n3["promote"], n3["reasons"]
     f = n3["figures"]
     assert f["changed_facts"]["old_value_survives"] == []
-    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - 0.15)
+    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"])
     # Replay never brings back rows of the changed document's old version.
     old_sha = json.loads((project / "nights" / "n2" / "state.json").read_text())["docs"]["halvo-quick-start.txt"]["sha256"]
     mixed = [json.loads(x) for x in (project / "nights" / "n3" / "mix" / "train.jsonl").read_text().splitlines()]
