@@ -40,7 +40,8 @@ def runs(tmp_path_factory, tiny_model_dir):
         data = build([SAMPLES / "docs" / doc], tmp / f"data-{name}", BuildSettings(), log=lambda m: None).out
         out[name] = train(data, tmp / name, log=lambda m: None, overrides={
             "model": {"name": str(tiny_model_dir)},
-            "training": {"max_steps": 3, "save_steps": 100, "learning_rate": 0.05, "seed": seed}}).path
+            "training": {"max_steps": 3, "save_steps": 100, "learning_rate": 0.05, "seed": seed,
+                         "general_replay": 0}}).path  # each adapter learns its own document only
     return out
 
 
