@@ -51,8 +51,16 @@ def server(runs, tiny_model_dir):
     cmd = [sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir), "--port", str(port),
            "--adapter", f"alpha={runs['alpha']}", "--adapter", f"beta={runs['beta']}",
            "--api-key", KEY, "--admin-key", ADMIN, "--max-tokens-limit", "1024"]
+    proc, url = start_serve(cmd, port)
+    yield {"url": url, "base": tiny_model_dir.name, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def start_serve(cmd: list[str], port: int, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`orgtune serve` as a process, once its /health answers (the test fails with its output if it dies)."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ})
+                            env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -63,9 +71,7 @@ def server(runs, tiny_model_dir):
         if proc.poll() is not None:
             pytest.fail(proc.stdout.read())
         time.sleep(0.5)
-    yield {"url": url, "base": tiny_model_dir.name, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=30)
+    return proc, url
 
 
 def _client(server, key=KEY):

@@ -4,8 +4,6 @@ request gets a 4xx in OpenAI's shape, and the server answers a normal request ri
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -13,8 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.serve.test_serve import _free_port
+from tests.serve.test_serve import _free_port, start_serve
 
 KEY = "schlüssel-ключ-🔑"
 AUTH = {"Authorization": b"Bearer " + KEY.encode("utf-8")}  # what a client sends: the key's UTF-8 bytes
@@ -26,19 +23,8 @@ QUESTIONS = ["What pressure does the pump reach?", "How often should I descale?"
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir),
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "ORGTUNE_API_KEY": KEY})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(proc.stdout.read())
-        time.sleep(0.5)
+    proc, url = start_serve([sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir),
+                             "--port", str(port)], port, env={"ORGTUNE_API_KEY": KEY})
     yield {"url": url, "model": tiny_model_dir.name}
     proc.terminate()
     proc.wait(timeout=30)

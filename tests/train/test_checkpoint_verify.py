@@ -17,6 +17,7 @@ from orgtune.train.checkpoints import complete_checkpoints, last_checkpoint
 from orgtune.train.control import Stopped, StopWhen
 from orgtune.train.sft import train
 from tests.conftest import ROOT, run_cli
+from tests.train.test_resume import losses
 
 WEIGHTS = "adapter_model.safetensors"
 
@@ -75,13 +76,6 @@ def test_old_plain_markers_still_resume_and_none_valid_gives_none(tmp_path):
 def overrides(model):
     return {"model": {"name": str(model)},
             "training": {"max_steps": 12, "save_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3}}
-
-
-def losses(run) -> dict[int, float]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in rows if "loss" in r]
-    assert len(steps) == len(set(steps)), "a step was logged twice"
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
 @pytest.fixture(scope="module")
