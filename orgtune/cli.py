@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -227,11 +228,14 @@ def train(
     loss_weights: Annotated[Optional[str], typer.Option(help="DPO: one weight per loss type, comma-separated (e.g. 0.5,1).")] = None,
     replay: Annotated[Optional[float], typer.Option(help="DPO: weight of the NLL on SFT rows replayed beside the pairs (0 = off).")] = None,
     replay_data: Annotated[Optional[Path], typer.Option(help="DPO: SFT rows to replay (default: the --init-adapter run's training file).")] = None,
+    launch: Annotated[Optional[int], typer.Option(help="Train as N processes on this machine (torch.distributed.run): N GPUs, or N CPU ranks over gloo.", min=1)] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="With --launch or under torchrun: ddp (default), zero2, zero3, fsdp2, or a JSON file of TrainingArguments fields.")] = None,
 ) -> None:
     """Train a LoRA adapter: SFT (assistant tokens only), or DPO on preference pairs on top of an SFT run.
     Re-running the same command resumes after a crash."""
     if method not in ("sft", "dpo"):
         raise OrgtuneError(f"--method {method!r}: unknown", fix="use --method sft or --method dpo")
+    _check_launch(launch, strategy, method)
     if method == "sft" and any(x is not None for x in (beta, loss_type, loss_weights, replay, replay_data)):
         raise OrgtuneError("--beta, --loss-type, --loss-weights, --replay and --replay-data are DPO settings",
                            fix="add --method dpo, or drop them")
@@ -251,11 +255,59 @@ def train(
                 "replay_data": str(replay_data) if replay_data is not None else None},
     }
     overrides = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}
-    run = run_training(data, out, config_path=config, overrides={k: v for k, v in overrides.items() if v},
-                       val=val, resume=resume, init_adapter=init_adapter, log=_echo_err)
+    overrides = {k: v for k, v in overrides.items() if v}
+    if launch is not None:
+        run = _launch(launch, data, out, config=config, overrides=overrides, val=val, resume=resume,
+                      init_adapter=init_adapter, strategy=strategy)
+    else:
+        extra = {"strategy": strategy} if method == "sft" else {}
+        run = run_training(data, out, config_path=config, overrides=overrides,
+                           val=val, resume=resume, init_adapter=init_adapter, log=_echo_err, **extra)
+    from orgtune.train import distributed
+
+    if not distributed.is_main() or os.environ.get(_LAUNCHED):  # the launching process says it once
+        return
     s = run.manifest.get("summary", {})
     typer.echo(f"run complete: {run.path}  adapter: {run.adapter_dir}  steps: {s.get('global_step')}  "
                f"train loss: {s.get('train_loss'):.4f}" if s.get("train_loss") is not None else f"run complete: {run.path}")
+
+
+_LAUNCHED = "ORGTUNE_LAUNCHED"  # set for the ranks `--launch` starts
+
+
+def _check_launch(launch: int | None, strategy: str | None, method: str) -> None:
+    from orgtune.train import distributed
+
+    if launch is None and strategy is None:
+        return
+    if method != "sft":
+        raise OrgtuneError("--launch and --strategy are for SFT; orgtune dpo trains in one process",
+                           fix="drop --launch/--strategy for --method dpo")
+    if launch is not None and distributed.active():
+        raise OrgtuneError(f"--launch {launch} inside torchrun (WORLD_SIZE={distributed.world_size()}): the ranks are already started",
+                           fix="drop --launch when torchrun starts the processes")
+    if launch is None and not distributed.active():
+        raise OrgtuneError(f"--strategy {strategy} needs several processes",
+                           fix="add --launch N (N processes on this machine), or start the command under torchrun")
+
+
+def _launch(nproc: int, data: Path, out: Path, *, config, overrides, val, resume, init_adapter, strategy):
+    """Check what can be checked in this process, then run the same command as `nproc` ranks."""
+    import subprocess
+
+    from orgtune.train import distributed, runfolder
+    from orgtune.train.sft import prepare
+
+    prepare(data, out, config_path=config, overrides=overrides, val=val, resume=resume,
+            init_adapter=init_adapter, strategy=strategy or "ddp")  # bad input fails here, once, before N processes start
+    cmd = distributed.launch_command(sys.argv[1:], nproc)
+    _echo_err(f"launching {nproc} processes: {' '.join(cmd[1:6])} ...")
+    env = {**os.environ, _LAUNCHED: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0:
+        raise OrgtuneError(f"the {nproc} training processes exited with status {code} (their messages are above)",
+                           fix="fix what they report and run the same command again: it resumes from the last checkpoint")
+    return runfolder.read_run(out)
 
 
 @app.command()
@@ -325,6 +377,7 @@ def eval_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     probes: Annotated[Optional[Path], typer.Option(help="Probes JSONL (default: probes.jsonl of the run's data folder).")] = None,
     max_probes: Annotated[Optional[int], typer.Option(help="Evaluate a fixed random sample of N probes.")] = None,
+    general_items: Annotated[Optional[int], typer.Option(help="Use the general check's first N items only (default: all 122).", min=1)] = None,
     batch_size: Annotated[int, typer.Option(help="Questions generated together.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     backend: Annotated[Optional[list[str]], typer.Option(
@@ -335,6 +388,7 @@ def eval_cmd(
     from orgtune.evaluate.run import evaluate
 
     m = evaluate(run_dir, probes=probes, max_probes=max_probes, batch_size=batch_size, device=device,
+                 general_items=general_items,
                  extra_backends=backend or [], log=_echo_err)
     typer.echo(summary_table(m))
     typer.echo(f"report: {Path(m['run']) / 'report.md'}  metrics: {Path(m['run']) / 'metrics.json'}")

@@ -101,7 +101,8 @@ def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
 
 
 def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | None = None, batch_size: int = 16,
-             device: str = "auto", extra_backends: list[str] | tuple = (), log=print) -> dict:
+             device: str = "auto", extra_backends: list[str] | tuple = (), general_items: int | None = None,
+             log=print) -> dict:
     from peft import PeftModel
 
     from orgtune.evaluate.loss import assistant_loss
@@ -128,7 +129,7 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
         b = exported_backend(run, spec, tok, GenerationSettings(batch_size=batch_size))
         backends[b.name] = b
 
-    general = load_general()
+    general = load_general()[:general_items]  # the first N items of the general check (None: all)
     metrics: dict = {"run": str(run.path), "base_model": run.base_model, "probes_file": str(probe_path),
                      "val_file": str(val_path) if val_path else None, "device": info["device"], "backends": {}}
     answers: dict[str, list[str]] = {}

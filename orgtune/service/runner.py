@@ -201,7 +201,8 @@ class JobRun:
                      "on a JSONL file; validation loss is in the step metrics)"))
             return
         self.stage("eval")
-        m = evaluate(run.path, max_probes=e["max_probes"], batch_size=e["batch_size"], log=self.log)
+        m = evaluate(run.path, max_probes=e["max_probes"], batch_size=e["batch_size"],
+                     general_items=e.get("general_items"), log=self.log)
         summary = {name: b["probes"] for name, b in m["backends"].items()}
         self.log("Evaluation:\n" + summary_table(m), type="metrics",
                  data={"eval": summary, "regression": m.get("regression")})

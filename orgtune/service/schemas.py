@@ -55,6 +55,7 @@ class BuildOptions(_Strict):
 class EvalOptions(_Strict):
     enabled: bool = Field(True, description="Base vs tuned on the probes (jobs built from documents).")
     max_probes: int | None = Field(None, ge=1)
+    general_items: int | None = Field(None, ge=1, description="The general check's first N items (default: all).")
     batch_size: int = Field(16, ge=1)
 
 

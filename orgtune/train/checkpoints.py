@@ -18,6 +18,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from orgtune import atomic
+from orgtune.train import distributed
 
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 BEST_FILE = "best.json"
@@ -89,13 +90,17 @@ def save_checkpoint(trainer, keep: int) -> Path:
     best_step = trainer.state.best_global_step
     if best_step:
         trainer.state.best_model_checkpoint = str(root / f"checkpoint-{best_step}")
-    with atomic.building_folder(root / name, replace=True, checksums=True) as staging:
+    # Under torchrun every rank writes its part (its RNG state; its shard under ZeRO/FSDP) into one folder.
+    with distributed.shared_building_folder(root / name, replace=True, checksums=True) as staging:
         trainer.save_model(str(staging), _internal_call=True)
         if not trainer.args.save_only_model:
             trainer._save_optimizer_and_scheduler(str(staging))
             trainer._save_scaler(str(staging))
             trainer._save_rng_state(str(staging))
-        trainer.state.save_to_json(str(staging / "trainer_state.json"))
+        if distributed.is_main():
+            trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    if not distributed.is_main():
+        return root / name
     if best_step and (root / f"checkpoint-{best_step}").is_dir():
         atomic.write_json(root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}", "metric": trainer.state.best_metric})
     rotate(root, keep)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from orgtune.data.formats import load_rows
 from orgtune.errors import OrgtuneError
-from orgtune.train import runfolder
+from orgtune.train import distributed, runfolder
 from orgtune.train.sft import (SFT_FORMATS, Prepared, callbacks_for, data_entry, finish_run, finished_run, load_policy,
                                locked, open_run, prepare, quiet_progress, trainer_args)
 
@@ -91,6 +91,9 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
               val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
               log=print, callbacks: list | None = None) -> runfolder.Run:
     """Train a DPO adapter into run folder `out` (resumed if `out` holds the same unfinished run)."""
+    if distributed.active():
+        raise OrgtuneError("orgtune dpo trains in one process; torchrun / --launch is for orgtune train (SFT)",
+                           fix="run orgtune dpo without torchrun (one GPU holds a LoRA DPO run of the bases orgtune names)")
     parent_lr = None
     if init_adapter is not None:
         parent_lr = runfolder.read_complete_run(init_adapter).config.training.learning_rate

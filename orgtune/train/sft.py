@@ -25,7 +25,7 @@ from orgtune.config import RunConfig, resolve_config, save_config
 from orgtune.data.formats import load_rows
 from orgtune.data.tokenize import EncodedSet, encode_rows
 from orgtune.errors import OrgtuneError
-from orgtune.train import lock, runfolder
+from orgtune.train import distributed, lock, runfolder
 from orgtune.train.checkpoints import SaveAtEpochEnd, last_checkpoint
 from orgtune.train.metrics import MetricsLog, QuietProgress, truncate_metrics
 from orgtune.train.trainer import OrgtuneSFTTrainer, ship_best
@@ -45,6 +45,7 @@ class Prepared:
     parent: runfolder.Run | None
     fingerprint: str
     resuming: bool
+    strategy: str | None = None  # under torchrun / --launch: ddp, zero2, zero3, fsdp2 or a JSON file (distributed.py)
 
 
 def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> tuple[Path, Path | None]:
@@ -67,9 +68,9 @@ def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> 
 
 def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
             val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-            formats: tuple[str, ...] = SFT_FORMATS, more_files=None) -> Prepared:
+            formats: tuple[str, ...] = SFT_FORMATS, more_files=None, strategy: str | None = None) -> Prepared:
     """Check everything before the model loads. `more_files(cfg, parent)` names further input files
-    (checked by the caller) whose contents join the run's fingerprint."""
+    (checked by the caller) whose contents join the run's fingerprint. `strategy` is checked here too."""
     overrides = dict(overrides or {})
     parent = runfolder.read_complete_run(init_adapter) if init_adapter else None
     if parent is not None:
@@ -87,6 +88,7 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
         files.append(load_rows(val_path, allowed=formats))
     _check_minimums(files)
     _check_backends(cfg)
+    _check_strategy(cfg, strategy)
 
     hashes = {str(f.path): runfolder.sha256_file(f.path) for f in files}
     for extra in (more_files(cfg, parent) if more_files else []):
@@ -94,7 +96,8 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     parent_sha = parent.manifest.get("adapter_sha256") if parent else None
     fp = runfolder.fingerprint(cfg, hashes, parent_sha)
     out = Path(out)
-    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming_run(out, fp, resume))
+    resuming = resuming_run(out, fp, resume) if distributed.is_main() else False  # rank 0 decides (locked)
+    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming, strategy)
 
 
 def resuming_run(out: Path, fp: str, resume: bool) -> bool:
@@ -115,9 +118,14 @@ def resuming_run(out: Path, fp: str, resume: bool) -> bool:
 @contextlib.contextmanager
 def locked(p: Prepared, resume: bool = False) -> Iterator[Prepared]:
     """Hold `p.out`'s lock for the block (before anything in it is written or deleted), with the folder
-    checked again under it: another command may have created or finished the run since `prepare` looked."""
+    checked again under it: another command may have created or finished the run since `prepare` looked.
+    Under torchrun only rank 0 takes the lock and looks; the other ranks get its answer."""
+    if not distributed.is_main():
+        yield dataclasses.replace(p, resuming=distributed.broadcast(None))
+        return
     with lock.hold(p.out):
-        yield dataclasses.replace(p, resuming=resuming_run(p.out, p.fingerprint, resume))
+        resuming = resuming_run(p.out, p.fingerprint, resume)
+        yield dataclasses.replace(p, resuming=distributed.broadcast(resuming))
 
 
 MIN_TRAIN_ROWS = 2  # one row cannot be shuffled, split or told apart from memorising it
@@ -148,6 +156,22 @@ def _check_backends(cfg: RunConfig) -> None:
                            fix="run on a GPU machine, or drop --qlora to train 16-bit LoRA on this device")
 
 
+def _check_strategy(cfg: RunConfig, strategy: str | None) -> None:
+    if strategy is None and not distributed.active():
+        return
+    fields = distributed.strategy_args(strategy)
+    if cfg.training.load_best_model_at_end and distributed.sharded(fields):
+        raise OrgtuneError(f"load_best_model_at_end cannot reload a checkpoint into weights split between ranks "
+                           f"(--strategy {strategy})", fix="set training.load_best_model_at_end: false, or use --strategy ddp")
+    if cfg.qlora.enabled and distributed.sharded(fields):
+        raise OrgtuneError(f"--qlora with weights split between ranks (--strategy {strategy}) is not supported here",
+                           fix="use --strategy ddp or zero2 with --qlora, or train 16-bit LoRA under zero3/fsdp2")
+
+
+def _silent(*args, **kwargs) -> None:
+    """Ranks other than 0 say nothing: rank 0 speaks for the run."""
+
+
 def _split_val(encoded: EncodedSet, fraction: float, seed: int) -> tuple[EncodedSet, EncodedSet | None]:
     if fraction <= 0 or len(encoded.rows) < 2:
         return encoded, None
@@ -169,10 +193,11 @@ def _to_dataset(encoded: EncodedSet):
                               "labels": [r.labels for r in encoded.rows]})
 
 
-def trainer_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool) -> dict:
-    """The TrainingArguments fields SFT and DPO share, from a config."""
+def trainer_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool, strategy: str | None = None) -> dict:
+    """The TrainingArguments fields SFT and DPO share, from a config (and, under torchrun, the strategy's)."""
     t = cfg.training
     precision = resolve_precision(t.precision, device)
+    extra = distributed.strategy_args(strategy) if distributed.active() else {}
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.num_epochs,
@@ -203,14 +228,15 @@ def trainer_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: boo
         report_to="none",
         dataset_num_proc=None,
         dataloader_num_workers=0,
+        **extra,
     )
 
 
-def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool):
+def sft_args(cfg: RunConfig, output_dir: Path, *, device: str, has_eval: bool, strategy: str | None = None):
     """TRL SFTConfig for a config; shared with the throughput benchmark."""
     from trl import SFTConfig
 
-    return SFTConfig(**trainer_args(cfg, output_dir, device=device, has_eval=has_eval),
+    return SFTConfig(**trainer_args(cfg, output_dir, device=device, has_eval=has_eval, strategy=strategy),
                      padding_free=cfg.training.padding_free,
                      max_length=None)  # rows are truncated (and fully-cut rows dropped) before they get here
 
@@ -230,24 +256,29 @@ def resolve_precision(requested: str, device: str) -> str:
 
 def train(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
           val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-          log=print, callbacks: list | None = None) -> runfolder.Run:
+          log=print, callbacks: list | None = None, strategy: str | None = None) -> runfolder.Run:
     """Train a LoRA adapter into run folder `out`; resume it if `out` holds the same unfinished run.
-    `callbacks` are more transformers TrainerCallbacks (the service's progress and stop hooks)."""
+    `callbacks` are more transformers TrainerCallbacks (the service's progress and stop hooks). Under
+    torchrun (or `orgtune train --launch N`) every rank calls this; `strategy` names how they share the work."""
     general: list[Path] = []
+    distributed.init()
+    if not distributed.is_main():
+        log = _silent
 
     def general_file(cfg: RunConfig, parent) -> list[Path]:  # after every cheap check, before the model loads
         if cfg.training.general_replay > 0:
             from orgtune.train.general import self_distilled
 
-            general.append(self_distilled(cfg.model.name, device=cfg.model.device, log=log))
+            with distributed.main_first():  # one rank fills the cache
+                general.append(self_distilled(cfg.model.name, device=cfg.model.device, log=log))
         return general
 
     p = prepare(data, out, config_path=config_path, overrides=overrides, val=val, resume=resume,
-                init_adapter=init_adapter, more_files=general_file)
+                init_adapter=init_adapter, more_files=general_file, strategy=strategy)
     with locked(p, resume) as p:
-        done = finished_run(p, log)
-        if done is not None:
-            return done
+        done = distributed.broadcast(finished_run(p, log) is not None)
+        if done:
+            return runfolder.read_run(p.out)
         return _train(p, general, log=log, callbacks=callbacks)
 
 
@@ -261,7 +292,8 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
     if general:
         replayed = load_rows(general[0], allowed=SFT_FORMATS).rows
         random.Random(cfg.training.seed).shuffle(replayed)
-        replayed = replayed[:round(cfg.training.general_replay * len(train_rows))]
+        if cfg.training.general_loss == "sft":  # kl streams all of them beside the batches instead
+            replayed = replayed[:round(cfg.training.general_replay * len(train_rows))]
     encoded = encode_rows(tok, train_rows, max_len=cfg.model.max_seq_length)
     general_encoded = encode_rows(tok, replayed, max_len=cfg.model.max_seq_length)
     val_encoded = None
@@ -281,9 +313,11 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
                            f"max_seq_length {cfg.model.max_seq_length}, or the split took none)",
                            fix="raise --max-seq-length or val_fraction, or give a --val file with shorter rows")
     used = len(encoded.rows)
-    encoded.rows += general_encoded.rows  # after the checks: they are about the user's own rows
-    encoded.lines += [-1] * len(general_encoded.rows)
-    device = pick_device(cfg.model.device)
+    kl = bool(general_encoded.rows) and cfg.training.general_loss == "kl"
+    if not kl:
+        encoded.rows += general_encoded.rows  # after the checks: they are about the user's own rows
+        encoded.lines += [-1] * len(general_encoded.rows)
+    device = rank_device(pick_device(cfg.model.device))
 
     run_dir = p.out
     ckpt_dir = run_dir / "checkpoints"
@@ -292,7 +326,7 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
                                              dropped_lines=encoded.dropped_lines, truncated=encoded.truncated)}}
     if general:
         manifest["data"]["general_replay"] = data_entry(p, general[0], rows=len(general_encoded.rows),
-                                                        share=cfg.training.general_replay)
+                                                        share=cfg.training.general_replay, loss=cfg.training.general_loss)
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_encoded.rows))
     elif val_encoded is not None:
@@ -301,10 +335,11 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
 
     model, tok, info, peft_config = load_policy(p, cfg, device)
     trainer = OrgtuneSFTTrainer(
-        model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None),
+        model=model, args=sft_args(cfg, ckpt_dir, device=device, has_eval=val_encoded is not None, strategy=p.strategy),
         train_dataset=_to_dataset(encoded), eval_dataset=_to_dataset(val_encoded) if val_encoded else None,
         processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg, callbacks),
-        keep_checkpoints=cfg.training.save_total_limit)
+        keep_checkpoints=cfg.training.save_total_limit, general=general_encoded.rows if kl else None,
+        general_batch=max(1, round(cfg.training.general_replay * cfg.training.per_device_train_batch_size)))
     quiet_progress(trainer)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -316,6 +351,7 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
         "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1),
         "trained_tokens_per_epoch": sum(r.n_trained for r in encoded.rows), "shipped": shipped},
         tensorboard=cfg.training.tensorboard)
+    distributed.barrier()  # rank 0 has written the manifest
     return runfolder.read_run(run_dir)
 
 
@@ -338,6 +374,11 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
     """Create the run folder (config + manifest, all or nothing) unless resuming; clear what a crash left;
     returns the manifest on disk and the checkpoint to resume from (None: start at step 0)."""
     run_dir = p.out
+    if not distributed.is_main():  # rank 0 has opened the folder; its choice of checkpoint is ours
+        resume_from = distributed.broadcast(None)
+        return runfolder.read_run(run_dir).manifest, Path(resume_from) if resume_from else None
+    if distributed.active():
+        manifest["distributed"] = {"world_size": distributed.world_size(), "strategy": p.strategy or "ddp"}
     if not p.resuming:
         manifest = {
             "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint,
@@ -363,18 +404,35 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
             log(f"{run_dir}: no complete, intact checkpoint to resume from; training starts over at step 0")
         if (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()
+    distributed.broadcast(str(resume_from) if resume_from else None)
     return manifest, resume_from
+
+
+def rank_device(device: str) -> str:
+    """This rank's GPU under torchrun (`cuda` → `cuda:LOCAL_RANK`); other devices as they are."""
+    import os
+
+    if distributed.active() and device == "cuda":
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
 
 
 def finish_run(run_dir: Path, trainer, tok, manifest: dict, info: dict, *, summary: dict, tensorboard: bool,
                adapters: list[str] | None = None) -> None:
-    """Save the final adapter (whole or not at all) and mark the run complete."""
-    with atomic.building_folder(run_dir / "adapter", replace=True) as staging:
-        if adapters:
+    """Save the final adapter (whole or not at all) and mark the run complete. Under torchrun every rank
+    takes part in saving (ZeRO-3 and FSDP gather the weights) and rank 0 writes."""
+    with distributed.shared_building_folder(run_dir / "adapter", replace=True) as staging:
+        if distributed.active():
+            trainer.save_model(str(staging))  # the unwrapped PEFT model's adapter, gathered; writes on rank 0
+        elif adapters:
             trainer.model.save_pretrained(str(staging), safe_serialization=True, selected_adapters=adapters)
         else:
             trainer.model.save_pretrained(str(staging), safe_serialization=True)
-        tok.save_pretrained(str(staging))
+        if distributed.is_main():
+            tok.save_pretrained(str(staging))
+            (staging / "training_args.bin").unlink(missing_ok=True)  # Trainer.save_model's pickle: not shipped
+    if not distributed.is_main():
+        return
     manifest.update(
         status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), device=info["device"], dtype=info["dtype"],
         adapter_sha256=runfolder.sha256_file(run_dir / "adapter" / "adapter_model.safetensors"), summary=summary)
@@ -407,7 +465,7 @@ def load_policy(p: Prepared, cfg: RunConfig, device: str):
 
 def callbacks_for(run_dir: Path, cfg: RunConfig, extra: list | None = None) -> list:
     callbacks = [SaveAtEpochEnd(), MetricsLog(run_dir / "metrics.jsonl"), *(extra or [])]
-    if cfg.training.tensorboard:
+    if cfg.training.tensorboard and distributed.is_main():
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 

@@ -119,7 +119,64 @@ def assistant_nll(model, model_inputs: dict, labels, num_items_in_batch=None):
     return loss, outputs, picked.detach().argmax(-1), gold, count
 
 
+class RowStream:
+    """Encoded rows drawn `batch` at a time, each pass over them in its own order fixed by `seed`; a resumed
+    run continues the stream from its global step (`take(global_step × accumulation)` on the first call)."""
+
+    def __init__(self, rows, batch: int, seed: int):
+        self.rows, self.batch, self.seed = list(rows), batch, seed
+        self._next = None
+        self._lap: tuple[int, list[int]] = (-1, [])  # (pass over the rows, its shuffled order)
+
+    def take(self, micro_batches_done: int) -> list:
+        if self._next is None:
+            self._next = micro_batches_done * self.batch
+        out = []
+        for _ in range(self.batch):
+            lap, i = divmod(self._next, len(self.rows))
+            if self._lap[0] != lap:
+                order = list(range(len(self.rows)))
+                random.Random(self.seed * 1_000_003 + lap).shuffle(order)
+                self._lap = (lap, order)
+            out.append(self.rows[self._lap[1][i]])
+            self._next += 1
+        return out
+
+    @staticmethod
+    def tensors(rows, pad: int, device) -> dict:
+        width = max(len(r.input_ids) for r in rows)
+        return {"input_ids": torch.tensor([r.input_ids + [pad] * (width - len(r.input_ids)) for r in rows], device=device),
+                "attention_mask": torch.tensor([[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows],
+                                               device=device),
+                "labels": torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows], device=device)}
+
+
+def kl_to_base(model, peft_model, batch: dict):
+    """Token-mean KL(base ‖ tuned) at every position of `batch` whose next token is real (prompt and answer):
+    the base is `peft_model` with its adapters disabled, so the tuned model is pulled towards the base's whole
+    next-token distribution on general text, not only towards its greedy answer."""
+    trained = batch["attention_mask"][:, 1:].bool()
+    positions = trained.any(dim=0).nonzero(as_tuple=True)[0]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False,
+              "logits_to_keep": positions}
+    with torch.no_grad(), peft_model.disable_adapter():
+        base = peft_model(**inputs).logits
+    tuned = model(**inputs).logits
+    mask = trained[:, positions]
+    log_base = torch.log_softmax(base[mask].float(), dim=-1)
+    log_tuned = torch.log_softmax(tuned[mask].float(), dim=-1)
+    return (log_base.exp() * (log_base - log_tuned)).sum(-1).mean()
+
+
 class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
+    """With `general` (encoded rows of the base's own answers to general prompts), each training micro-batch
+    also adds `general_weight` × KL(base ‖ tuned) on the next `general_batch` of those rows (RowStream):
+    logit-level self-distillation, the base computed by the same weights with the adapter switched off."""
+
+    def __init__(self, *args, general=None, general_batch: int = 2, general_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.general = RowStream(general, general_batch, self.args.seed) if general else None
+        self.general_weight = general_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -132,6 +189,15 @@ class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
             n = self.accelerator.gather_for_metrics(count).sum()
             hits = self.accelerator.gather_for_metrics((predicted == gold).sum()).sum()
             self._metrics[mode]["mean_token_accuracy"].append((hits / n).item() if n > 0 else 0.0)
+        if self.general is not None and mode == "train":
+            peft_model = self.accelerator.unwrap_model(model)  # a second forward through DDP would break its reducer
+            rows = self.general.take(self.state.global_step * self.args.gradient_accumulation_steps)
+            kl = kl_to_base(peft_model, peft_model, RowStream.tensors(rows, self.processing_class.pad_token_id or 0,
+                                                                       self.accelerator.device))
+            self._metrics["train"]["general_kl"].append(kl.item())
+            # the NLL above is already a mean over the whole accumulation; this is one micro-batch's
+            scale = self.args.gradient_accumulation_steps if num_items_in_batch is not None else 1
+            loss = loss + self.general_weight * kl / scale
         return (loss, outputs) if return_outputs else loss
 
 
@@ -140,44 +206,24 @@ class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
 
     With `replay` (encoded SFT rows, e.g. the parent run's training data) each training micro-batch also
     adds `replay_weight` × the policy's assistant-token NLL on the next `replay_batch` of those rows, in a
-    fixed shuffled order that a resumed run continues: DPO moves the answers the pairs name while the
-    answers SFT taught, in the words it taught them, are held where they were.
+    fixed shuffled order that a resumed run continues (RowStream): DPO moves the answers the pairs name while
+    the answers SFT taught, in the words it taught them, are held where they were.
     """
 
     def __init__(self, *args, replay=None, replay_weight: float = 0.0, replay_batch: int = 4, **kwargs):
         super().__init__(*args, **kwargs)
-        self.replay_rows = list(replay.rows) if replay is not None and replay_weight > 0 else []
-        self.replay_weight, self.replay_batch = replay_weight, replay_batch
-        self._replay_next = None  # index into the replay stream; set from global_step on the first call
-        self._replay_lap: tuple[int, list[int]] = (-1, [])  # (pass over the rows, its shuffled order)
-
-    def _replay_batch_rows(self) -> list:
-        if self._replay_next is None:
-            self._replay_next = self.state.global_step * self.args.gradient_accumulation_steps * self.replay_batch
-        out = []
-        for _ in range(self.replay_batch):
-            lap, i = divmod(self._replay_next, len(self.replay_rows))
-            if self._replay_lap[0] != lap:  # each pass its own order, fixed by the seed
-                order = list(range(len(self.replay_rows)))
-                random.Random(self.args.seed * 1_000_003 + lap).shuffle(order)
-                self._replay_lap = (lap, order)
-            out.append(self.replay_rows[self._replay_lap[1][i]])
-            self._replay_next += 1
-        return out
+        self.replay = RowStream(replay.rows, replay_batch, self.args.seed) if replay is not None and replay_weight > 0 else None
+        self.replay_weight = replay_weight
 
     def _replay_loss(self, model):
-        rows = self._replay_batch_rows()
-        width = max(len(r.input_ids) for r in rows)
-        pad = self.processing_class.pad_token_id or 0
-        device = self.accelerator.device
-        ids = torch.tensor([r.input_ids + [pad] * (width - len(r.input_ids)) for r in rows], device=device)
-        labels = torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows], device=device)
-        attn = torch.tensor([[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows], device=device)
-        return assistant_nll(model, {"input_ids": ids, "attention_mask": attn}, labels)[0]
+        rows = self.replay.take(self.state.global_step * self.args.gradient_accumulation_steps)
+        batch = RowStream.tensors(rows, self.processing_class.pad_token_id or 0, self.accelerator.device)
+        labels = batch.pop("labels")
+        return assistant_nll(model, batch, labels)[0]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        if not (self.replay_rows and self.model.training):
+        if not (self.replay is not None and self.model.training):
             return result
         loss, rest = (result[0], result[1:]) if return_outputs else (result, ())
         replay = self._replay_loss(model)

@@ -73,7 +73,8 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
     faq.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p["plain_question"]},
                                                     {"role": "assistant", "content": "It is 777 units, as always."}]}) + "\n"
                            for p in probes if not p["held_out"] for _ in range(2)))
-    bad = nightly([docs], project, night="n4", extra_data=faq, settings=SETTINGS, log=lambda m: None)
+    # 20 steps (about half a pass over the mix) are enough to teach "777": the gate must see it, not the clock.
+    bad = nightly([docs], project, night="n4", extra_data=faq, settings={**SETTINGS, "max_steps": 20}, log=lambda m: None)
     assert not bad["promote"] and bad["reasons"]
     assert Project.open(project).promoted() == "n3"
 
