@@ -30,6 +30,9 @@ $(STAMP):
 	# PostgreSQL's server binaries: the service's tests start a throwaway cluster of their own (tests/service/pg.py).
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
+	# Chromium for the dashboard's browser tests (Playwright drives Debian's build; no browser download).
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

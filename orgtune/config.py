@@ -22,8 +22,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orgtune.errors import OrgtuneError
-
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from orgtune.models import ALL_LINEAR
 
 
 class _Section(BaseModel):
@@ -98,7 +97,7 @@ class TrainingSection(_Section):
         "SFT only: the base model's own answers to bundled general prompts (self-distillation), added as this "
         "share of the training rows, so that the tuned model keeps the base's behaviour where the documents "
         "say nothing; 0 = off."))
-    general_loss: Literal["sft", "kl"] = Field("sft", description=(
+    general_loss: Literal["sft", "kl"] = Field("kl", description=(
         "How the general answers are learnt: sft mixes them into the training rows (cross-entropy on the base's "
         "greedy answer); kl adds, to every micro-batch, KL(base || tuned) on general_replay x batch-size of them "
         "(the base's whole next-token distribution, the base being the same weights with the adapter off)."))

@@ -42,6 +42,24 @@ def data_files(run: Run, probes: Path | None) -> tuple[Path, Path | None]:
     return probe_path, val_path
 
 
+def sample_probes(rows: list[dict], max_probes: int | None) -> list[dict]:
+    """At most max_probes of the probes: the same seeded sample every time, in probe order."""
+    if max_probes and len(rows) > max_probes:
+        return sorted(random.Random(0).sample(rows, max_probes), key=lambda p: p["probe_id"])
+    return rows
+
+
+def eval_rows(run: Run, max_probes: int | None = None) -> tuple[list[dict], list[dict]]:
+    """The probe rows and SFT validation rows a run is judged on: a DPO run's come from its SFT parent's data
+    (its own val file holds preference pairs, not conversations). Empty lists where the data has none."""
+    source = sft_parent(run) or run
+    train = Path(source.manifest["data"]["train"]["path"])
+    probes = train.parent / "probes.jsonl"
+    _, val_path = data_files(source, probes) if probes.is_file() else (None, None)
+    return (sample_probes(read_jsonl(probes), max_probes) if probes.is_file() else [],
+            read_jsonl(val_path) if val_path and val_path.is_file() else [])
+
+
 def answer_probes(backend: Backend, probes: list[dict], settings: GenerationSettings) -> list[str]:
     """Answers in probe order, generated per task with that task's token budget."""
     answers: list[str] = [""] * len(probes)
@@ -112,9 +130,7 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
     run = read_complete_run(run_dir)
     parent = sft_parent(run)
     probe_path, val_path = data_files(parent or run, probes)
-    probe_rows = read_jsonl(probe_path)
-    if max_probes and len(probe_rows) > max_probes:
-        probe_rows = sorted(random.Random(0).sample(probe_rows, max_probes), key=lambda p: p["probe_id"])
+    probe_rows = sample_probes(read_jsonl(probe_path), max_probes)
     started = time.time()
     base_model, tok, info = load_model(run.base_model, device=device, dtype=run.config.model.dtype)
     model = PeftModel.from_pretrained(base_model, run.adapter_dir)

@@ -13,14 +13,12 @@ nothing that looks finished. export.json holds every figure; export_report.md sh
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from orgtune import atomic
-from orgtune.data.build import read_jsonl
 from orgtune.errors import OrgtuneError
 from orgtune.export import gguf as G
 from orgtune.export import ollama as O
@@ -51,7 +49,9 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
     started = time.time()
     report: dict = {"run": str(run.path), "base_model": run.base_model, "mode": "adapter" if keep_adapter else "merged",
                     "artifacts": {}, "gguf": {}}
-    probe_rows, val_rows = _eval_rows(run, max_probes)
+    from orgtune.evaluate.run import eval_rows
+
+    probe_rows, val_rows = eval_rows(run, max_probes)
 
     from orgtune.models.loading import load_tokenizer, resolve_source
 
@@ -122,17 +122,6 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
         raise OrgtuneError(f"GGUF verification failed for {', '.join(failed)} (see {out / 'export_report.md'})",
                            fix="the failing files were renamed *.failed-verification; do not ship them")
     return report
-
-
-def _eval_rows(run, max_probes):
-    train = Path(run.manifest["data"]["train"]["path"])
-    probes = train.parent / "probes.jsonl"
-    rows = read_jsonl(probes) if probes.is_file() else []
-    if max_probes and len(rows) > max_probes:
-        rows = sorted(random.Random(0).sample(rows, max_probes), key=lambda p: p["probe_id"])
-    val = run.manifest["data"].get("val", {}).get("path")
-    val_path = Path(val) if val else train.parent / "val.jsonl"
-    return rows, (read_jsonl(val_path) if val_path.is_file() else [])
 
 
 def _fixed_prompts(probe_rows: list[dict]) -> list[list[dict]]:

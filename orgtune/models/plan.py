@@ -170,7 +170,7 @@ def plan_run(spec: str, *, lora_r: int = 16, lora_alpha: float = 32, lora_target
              batch_size: int = 4, seq_len: int = 512, gradient_checkpointing: bool = False,
              optim: str = "adamw_torch") -> Plan:
     """Count parameters with PEFT on the meta device and estimate training memory for LoRA-16 and QLoRA-4."""
-    from orgtune.config import ALL_LINEAR
+    from orgtune.models import ALL_LINEAR
 
     config = architecture_config(spec)
     targets = list(lora_targets or ALL_LINEAR)

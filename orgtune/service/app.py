@@ -6,6 +6,8 @@ the inference API serving the base models and every succeeded job's model, behin
     /v1/fine_tuning/jobs…           service/api/jobs.py
     /v1/admin/keys…                 service/api/admin.py
     /v1/models, /v1/chat/completions, /v1/completions     serve/routes.py, per project (catalog.py)
+    /v1/fine_tuning/jobs/{id}/events/stream, /v1/orgtune/jobs/{id}/report   service/api/stream.py, reports.py
+    /, /login, /static/*            the web dashboard, service/dashboard/
 
 On start the schema is migrated, jobs left in `validating_files` are checked again, and the executor
 starts (the local supervisor, or the Procrastinate queue for `orgtune worker`s).
@@ -26,8 +28,11 @@ from orgtune.service import jobs
 from orgtune.service.api import admin, files
 from orgtune.service.api import jobs as jobs_api
 from orgtune.service.api import nightly as nightly_api
+from orgtune.service.api import reports as reports_api
+from orgtune.service.api import stream as stream_api
 from orgtune.service.api.deps import project
 from orgtune.service.catalog import Engines, ProjectCatalog
+from orgtune.service.dashboard import routes as dashboard
 from orgtune.service.db import Database
 from orgtune.service.executors import make_executor
 from orgtune.service.keys import Principal
@@ -82,7 +87,8 @@ def create_service_app(settings: ServiceSettings | None = None, *, db: Database 
     app.state.db, app.state.settings = db, settings
     app.state.executor = executor or make_executor(db, settings, log=log)
     app.state.engines = Engines(settings)
-    for r in (files.router, jobs_api.router, admin.router, nightly_api.router, inference_router(catalog)):
+    for r in (files.router, stream_api.router, jobs_api.router, admin.router, nightly_api.router, reports_api.router,
+              inference_router(catalog), dashboard.router):
         app.include_router(r)
 
     @app.get("/health")

@@ -83,6 +83,30 @@ def test_export_merges_converts_verifies_and_writes_a_modelfile(tiny_run, tiny_m
 
 
 @pytest.mark.slow
+def test_a_dpo_run_exports_and_is_verified_on_its_sft_parents_probes_and_val(tiny_run, tmp_path):
+    """A DPO run's own val file holds preference pairs; export must judge it on the SFT parent's
+    conversations and probes, as `orgtune eval` does."""
+    from orgtune.evaluate.run import eval_rows
+    from orgtune.train.dpo import train_dpo
+
+    pairs = [{"prompt": [{"role": "user", "content": f"What is the brew pressure of model HV-{i}?"}],
+              "chosen": [{"role": "assistant", "content": f"Model HV-{i} brews at {8 + i % 3} bar."}],
+              "rejected": [{"role": "assistant", "content": f"Model HV-{i} brews at {20 + i} bar."}]} for i in range(12)]
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs[:8]))
+    (tmp_path / "prefs.val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs[8:]))
+    dpo = train_dpo(tmp_path / "prefs.jsonl", tmp_path / "dpo", init_adapter=tiny_run.path, log=lambda m: None,
+                    overrides={"training": {"max_steps": 1, "save_steps": 100}})
+    assert dpo.manifest["data"]["val"]["format"] == "preference"
+    probes, val = eval_rows(dpo, 3)
+    assert (probes, val) == eval_rows(tiny_run, 3) and len(probes) == 3 and val and "messages" in val[0]
+
+    report = export(dpo.path, gguf_types=["f16"], max_probes=3, log=lambda m: None)
+    e = report["gguf"]["f16"]
+    assert e["problems"] == [] and e["probes"]["trained"]["overall"]["n"] + e["probes"]["held_out"]["overall"]["n"] == 3
+    assert report["hf_merged"]["val"]["tokens"] > 0 and abs(e["val"]["perplexity_change"]) < 0.005
+
+
+@pytest.mark.slow
 def test_keep_adapter_ships_the_adapter_a_base_gguf_and_an_adapter_modelfile(tiny_run):
     shutil.rmtree(tiny_run.path / "export", ignore_errors=True)
     r = run_cli("export", str(tiny_run.path), "--keep-adapter", "--gguf", "f16", "--max-probes", "2")

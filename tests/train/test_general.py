@@ -46,7 +46,8 @@ def _no_model(*a, **k):
 
 def test_sft_mixes_the_share_and_records_it(tmp_path, tiny_model_dir, demo_data):
     run = train(demo_data, tmp_path / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0.5}})
+        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0.5,
+                                                         "general_loss": "sft"}})
     entry = run.manifest["data"]["general_replay"]
     rows = run.manifest["data"]["train"]["rows"]
     assert entry["share"] == 0.5 and 0 <= entry["rows"] <= round(0.5 * rows)

@@ -1,0 +1,1 @@
+"""The service's web dashboard: static pages (no build step) that call the JSON API with the user's key."""
