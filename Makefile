@@ -10,7 +10,7 @@ LLAMA_CPP := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproje
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test test-fast demo readme clean
+.PHONY: install test test-fast lint demo readme clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,13 @@ $(STAMP):
 
 install: $(STAMP)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+lint: install
+	$(BIN)/ruff check orgtune tests benchmarks
+
+test-fast: install lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install

@@ -67,8 +67,8 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
 
-    from tests.service.pg import TempPostgres
     from tests.service.conftest import Service, chat_rows
+    from tests.service.pg import TempPostgres
 
     pg = None
     if args.database_url:
@@ -127,8 +127,6 @@ def main() -> None:
             time.sleep(0.1)
         with psycopg.connect(url) as c:
             attempts = c.execute("SELECT job_id, data FROM ot_events WHERE message LIKE 'Attempt %'").fetchall()
-            ends = dict(c.execute("SELECT job_id, data FROM ot_events WHERE message LIKE 'New fine-tuned%' "
-                                  "OR message LIKE 'Stopping after%'").fetchall())
             finals = c.execute("SELECT job_id, data FROM ot_events WHERE data::jsonb ? 'status'").fetchall()
             queue = c.execute("""
                 SELECT j.queueing_lock, j.status,

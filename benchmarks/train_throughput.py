@@ -34,7 +34,8 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     from orgtune.data.formats import load_rows
     from orgtune.data.tokenize import encode_rows
     from orgtune.models.loading import load_model
-    from orgtune.train.sft import lora_config, sft_args
+    from orgtune.train.components import lora_config
+    from orgtune.train.sft import sft_args
     from orgtune.train.trainer import OrgtuneSFTTrainer
 
     torch.set_num_threads(a.threads or torch.get_num_threads())

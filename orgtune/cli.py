@@ -181,7 +181,7 @@ def data_prefs(
     anchors: Annotated[bool, typer.Option(help="A trained fact whose value the model gave for an unknown one also gets a pair against abstaining.")] = False,
 ) -> None:
     """Preference pairs for DPO: grounded answer (chosen) vs the model's own wrong answer or a corrupted one."""
-    from orgtune.data.prefs import PrefSettings, build_prefs
+    from orgtune.prefs.build import PrefSettings, build_prefs
 
     settings = PrefSettings(questions_per_fact=questions_per_fact, abstain_share=abstain_share,
                             val_fraction=val_fraction, seed=seed, batch_size=batch_size, max_questions=max_questions,
@@ -295,11 +295,12 @@ def _launch(nproc: int, data: Path, out: Path, *, config, overrides, val, resume
     """Check what can be checked in this process, then run the same command as `nproc` ranks."""
     import subprocess
 
+    from orgtune.data.formats import SFT_FORMATS
     from orgtune.train import distributed, runfolder
-    from orgtune.train.sft import prepare
+    from orgtune.train.runfolder import prepare
 
-    prepare(data, out, config_path=config, overrides=overrides, val=val, resume=resume,
-            init_adapter=init_adapter, strategy=strategy or "ddp")  # bad input fails here, once, before N processes start
+    prepare(data, out, config_path=config, overrides=overrides, val=val, resume=resume, init_adapter=init_adapter,
+            formats=SFT_FORMATS, strategy=strategy or "ddp")  # bad input fails here, once, before N processes start
     cmd = distributed.launch_command(sys.argv[1:], nproc)
     _echo_err(f"launching {nproc} processes: {' '.join(cmd[1:6])} ...")
     env = {**os.environ, _LAUNCHED: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
@@ -327,7 +328,8 @@ def ask(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Answer questions with a run's tuned model (or a base model): greedy, batched, the model's chat template."""
-    from orgtune.evaluate.answer import GenerationSettings, answer_rows, load_backend, read_questions, write_answers
+    from orgtune.evaluate.answer import answer_rows, load_backend, read_questions, write_answers
+    from orgtune.generate.settings import GenerationSettings
 
     if run_dir is not None and question is None and model is not None:
         run_dir, question = None, str(run_dir)  # `ask --model X "question"`
@@ -418,7 +420,7 @@ def export_cmd(
 
     r = export(run_dir, gguf_types=parse_types(gguf), keep_adapter=keep_adapter, ollama_name=ollama, system=system,
                verify=verify, max_probes=max_probes, num_ctx=num_ctx, log=_echo_err)
-    for t, e in r["gguf"].items():
+    for e in r["gguf"].values():
         acc = e.get("probes", {}).get("trained", {}).get("overall", {}).get("accuracy")
         ppl = e.get("val", {}).get("perplexity_change")
         typer.echo(f"{Path(e['file']).name}: {e['size_bytes'] / 2**20:.1f} MiB"

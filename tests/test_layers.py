@@ -11,16 +11,13 @@ from tests.conftest import ROOT
 
 PKG = ROOT / "orgtune"
 # low → high; a package may import its own layer and any lower one.
-LAYERS = [{"errors", "home"}, {"atomic"}, {"config", "models", "ingest"}, {"data"}, {"train"}, {"evaluate"},
+LAYERS = [{"errors", "home"}, {"atomic"}, {"config", "models", "ingest"}, {"data"}, {"generate"}, {"train"}, {"evaluate"}, {"prefs"},
           {"export"}, {"serve"}, {"nightly"}, {"service"}, {"cli"}, {"cli_reference", "__main__"}]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 # Upward imports that exist today (issue 21's redesign removes them): file → the package it reaches up to.
 KNOWN = {
-    ("data/prefs.py", "evaluate"),          # preference pairs need the model's answers: a stage above evaluate
-    ("evaluate/run.py", "export"),          # the llama.cpp answering backend lives in export/gguf.py
     ("models/loading.py", "data"),          # a loaded tokenizer's chat template is tried with data/tokenize.render
-    ("train/general.py", "evaluate"),       # self-distillation answers with evaluate's HF backend
 }
 
 
@@ -28,7 +25,8 @@ def _package(path) -> str:
     return path.relative_to(PKG).parts[0].removesuffix(".py")
 
 
-def upward_imports() -> set[tuple[str, str]]:
+def imports() -> set[tuple[str, str]]:
+    """(file, package) for every import of another orgtune package, at module level or inside a function."""
     found = set()
     for path in sorted(PKG.rglob("*.py")):
         src = _package(path)
@@ -37,11 +35,20 @@ def upward_imports() -> set[tuple[str, str]]:
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             for name in names:
                 parts = name.split(".")
-                if parts[0] != "orgtune" or len(parts) < 2 or parts[1] == src:
-                    continue
-                if RANK[parts[1]] > RANK[src]:
+                if parts[0] == "orgtune" and len(parts) >= 2 and parts[1] != src:
                     found.add((path.relative_to(PKG).as_posix(), parts[1]))
     return found
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    return {(f, dst) for f, dst in imports() if RANK[dst] > RANK[f.split("/")[0].removesuffix(".py")]}
+
+
+def test_no_two_packages_import_each_other():
+    edges = {(f.split("/")[0].removesuffix(".py"), dst) for f, dst in imports()}
+    both = sorted((a, b) for a, b in edges if (b, a) in edges and a < b)
+    known = {tuple(sorted((f.split("/")[0], dst))) for f, dst in KNOWN}
+    assert not set(both) - known, f"packages that import each other: {both}"
 
 
 def test_every_package_has_a_layer():
@@ -56,7 +63,7 @@ def test_no_new_upward_import():
 
 
 MAX_LINES = 100
-LONG = {("data/prefs.py", "build_prefs")}  # 175 lines today; issue 21 splits it into a stage of its own
+LONG: set[tuple[str, str]] = set()  # none today; a new one fails the test
 
 
 def test_no_new_function_over_100_lines():

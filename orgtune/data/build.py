@@ -74,7 +74,8 @@ def _check_out(out: Path) -> None:
 
 
 def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, log=print) -> BuildResult:
-    """Run ingest → extract → synthesize → dedup → split → probes and write DATA_DIR atomically."""
+    """Run ingest → extract → synthesize → dedup → split → probes and write DATA_DIR atomically.
+    `orgtune data build DOCS... --out DATA_DIR` runs it."""
     s = settings or BuildSettings()
     out = Path(out)
     if not inputs:

@@ -103,6 +103,6 @@ def leakage(probe_questions: list[str], train_questions: list[str], threshold: f
     """Probes whose question equals (normalised) or nearly equals a training question: index -> reason."""
     exact = {normalise(t) for t in train_questions}
     found = {i: "exact" for i, q in enumerate(probe_questions) if normalise(q) in exact}
-    for qi, ci, j in near_pairs(probe_questions, train_questions, threshold):
+    for qi, _ci, j in near_pairs(probe_questions, train_questions, threshold):
         found.setdefault(qi, f"near-duplicate (jaccard {j:.2f}) of a training question")
     return found

@@ -32,6 +32,7 @@ from typing import Any
 from orgtune.errors import OrgtuneError
 
 FORMATS: tuple[str, ...] = ("chat", "alpaca", "sharegpt", "prompt_completion", "preference")
+SFT_FORMATS: tuple[str, ...] = FORMATS[:-1]  # what SFT trains on: every format that holds a conversation
 
 # The keys that identify each format, as shown to the user in errors.
 _KEYS = {
@@ -167,11 +168,11 @@ def _parse(raw_line: bytes) -> tuple[dict, str]:
     try:
         text = raw_line.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _Bad(f"not UTF-8: byte 0x{raw_line[e.start]:02x} at position {e.start + 1}; save the file as UTF-8")
+        raise _Bad(f"not UTF-8: byte 0x{raw_line[e.start]:02x} at position {e.start + 1}; save the file as UTF-8") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _Bad(f"invalid JSON: {e.msg} (column {e.colno})")
+        raise _Bad(f"invalid JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(obj, dict):
         raise _Bad(f"expected a JSON object, got {_kind(obj)}")
     fmt = detect_format(obj)

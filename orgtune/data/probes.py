@@ -14,27 +14,27 @@ import hashlib
 import re
 
 from orgtune.data.extract import Fact
-from orgtune.data.synth import _TROUBLE_WORDS, _lc, _product, _the
+from orgtune.data.synth import TROUBLE_WORDS, lower_noun, product_name, the
 from orgtune.ingest.blocks import Document
 
 PROBED_KINDS = ("spec", "default", "table_cell", "procedure", "definition", "sentence")
 
 
 def _probe_question(f: Fact, doc: Document) -> tuple[str, str] | None:
-    p = _product(doc)
+    p = product_name(doc)
     if f.kind == "spec":
-        owner = _the(f.subject)
-        return "SPEC", f"Without looking it up: what is {owner}'s {_lc(f.attribute)}?"
+        owner = the(f.subject)
+        return "SPEC", f"Without looking it up: what is {owner}'s {lower_noun(f.attribute)}?"
     if f.kind == "default":
-        s = _lc(f.subject)
-        on = f" {_the(p)}" if p.lower() not in s.lower() else " it"
+        s = lower_noun(f.subject)
+        on = f" {the(p)}" if p.lower() not in s.lower() else " it"
         return "SPEC", f"Out of the box, with nothing changed, what {s} does{on} come with?"
     if f.kind == "table_cell":
-        head = _lc(f.context.get("row_header", "item"))
-        task = "TROUBLESHOOT" if _TROUBLE_WORDS.search(" ".join([*f.section_path, f.attribute, head])) else "SPEC"
-        return task, f"From memory: for {head} {f.subject} of {_the(p)}, what does the {_lc(f.attribute)} column say?"
+        head = lower_noun(f.context.get("row_header", "item"))
+        task = "TROUBLESHOOT" if TROUBLE_WORDS.search(" ".join([*f.section_path, f.attribute, head])) else "SPEC"
+        return task, f"From memory: for {head} {f.subject} of {the(p)}, what does the {lower_noun(f.attribute)} column say?"
     if f.kind == "procedure":
-        return "PROCEDURE", f"Describe, one step after another, what the \"{f.subject}\" instructions of {_the(p)} say."
+        return "PROCEDURE", f"Describe, one step after another, what the \"{f.subject}\" instructions of {the(p)} say."
     if f.kind == "definition":
         return "EXPLAIN", f"Define {f.subject} in one sentence."
     if f.kind == "sentence":

@@ -21,7 +21,7 @@ from orgtune.data.text import main_subject, sentences
 from orgtune.ingest.blocks import Document
 
 TASKS = ("SPEC", "PROCEDURE", "EXPLAIN", "TROUBLESHOOT", "RECALL")
-_TROUBLE_WORDS = re.compile(r"troubleshoot|fault|error|problem|symptom|cause|remed|fix|solution|action|alarm", re.I)
+TROUBLE_WORDS = re.compile(r"troubleshoot|fault|error|problem|symptom|cause|remed|fix|solution|action|alarm", re.I)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Example:
                 "generator": {"name": "template", "template": self.template}}
 
 
-def _lc(name: str) -> str:
+def lower_noun(name: str) -> str:
     """Lower-case a common noun phrase, keep names, codes and acronyms ('Brew pressure' -> 'brew pressure')."""
     words = name.split()
     if words and words[0][:1].isupper() and words[0][1:].islower() and len(words[0]) > 1:
@@ -63,7 +63,8 @@ def _lc(name: str) -> str:
     return " ".join(words)
 
 
-def _the(name: str) -> str:
+def the(name: str) -> str:
+    """A noun phrase with "the" in front, unless it has an article or is a one-word name ('Halvo' stays)."""
     return name if re.match(r"^(the|a|an)\b", name, re.I) or name[:1].isupper() and " " not in name else f"the {name}"
 
 
@@ -73,88 +74,89 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", ":")) else text + "."
 
 
-def _product(doc: Document) -> str:
+def product_name(doc: Document) -> str:
+    """What a document is about: its title less document-type words ('Velbrook Halvo Service Manual' -> 'Velbrook Halvo')."""
     return main_subject(doc.title)
 
 
 # --- templates per fact kind: (name, question, answer) ------------------------------------------
 
 def _spec(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
-    s, a, v = f.subject, _lc(f.attribute), f.value
-    ans = _sentence(f"The {a} of {_the(s)} is {v}")
-    alt = _sentence(f"{_the(s)} has a {a} of {v}")
-    return [("spec.what", "SPEC", f"What is the {a} of {_the(s)}?", ans),
-            ("spec.tell", "SPEC", f"Tell me the {a} for {_the(s)}.", alt),
+    s, a, v = f.subject, lower_noun(f.attribute), f.value
+    ans = _sentence(f"The {a} of {the(s)} is {v}")
+    alt = _sentence(f"{the(s)} has a {a} of {v}")
+    return [("spec.what", "SPEC", f"What is the {a} of {the(s)}?", ans),
+            ("spec.tell", "SPEC", f"Tell me the {a} for {the(s)}.", alt),
             ("spec.colon", "SPEC", f"{s}: what {a} does it have?", ans),
-            ("spec.need", "SPEC", f"I need the {a} value of {_the(s)}.", alt),
-            ("spec.which", "SPEC", f"Which {a} is specified for {_the(s)}?", ans),
-            ("spec.give", "SPEC", f"Give the {a} of {_the(s)}.", ans),
-            ("spec.lookup", "SPEC", f"Look up the {a} for {_the(s)}.", alt)]
+            ("spec.need", "SPEC", f"I need the {a} value of {the(s)}.", alt),
+            ("spec.which", "SPEC", f"Which {a} is specified for {the(s)}?", ans),
+            ("spec.give", "SPEC", f"Give the {a} of {the(s)}.", ans),
+            ("spec.lookup", "SPEC", f"Look up the {a} for {the(s)}.", alt)]
 
 
 def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
-    s, v, p = _lc(f.subject), f.value, _product(doc)
-    on = f" on {_the(p)}" if p.lower() not in s.lower() else ""
+    s, v, p = lower_noun(f.subject), f.value, product_name(doc)
+    on = f" on {the(p)}" if p.lower() not in s.lower() else ""
     if f.context.get("clause"):  # the value is a whole statement: 'All port forwarding requests are permitted'
         ans = alt = _sentence(f"{s}{on}: by default, {v[:1].lower() + v[1:]}")
     else:
-        ans = _sentence(f"By default, {_the(s)}{on} is {v}")
+        ans = _sentence(f"By default, {the(s)}{on} is {v}")
         alt = _sentence(f"The default {s}{on} is {v}")
     return [("default.what", "SPEC", f"What is the default {s}{on}?", alt),
-            ("default.to", "SPEC", f"What does {_the(s)}{on} default to?", ans),
-            ("default.factory", "SPEC", f"What is {_the(s)}{on} set to by default?", ans),
-            ("default.unchanged", "SPEC", f"If nobody changes it, what is {_the(s)}{on}?", alt),
+            ("default.to", "SPEC", f"What does {the(s)}{on} default to?", ans),
+            ("default.factory", "SPEC", f"What is {the(s)}{on} set to by default?", ans),
+            ("default.unchanged", "SPEC", f"If nobody changes it, what is {the(s)}{on}?", alt),
             ("default.initial", "SPEC", f"What is the initial {s}{on} before any change?", ans),
             ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt),
-            ("default.unset", "SPEC", f"If {_the(s)} is left unset{on}, what value applies?", ans),
-            ("default.standard", "SPEC", f"What value does {_the(s)} take by default{on}?", alt)]
+            ("default.unset", "SPEC", f"If {the(s)} is left unset{on}, what value applies?", ans),
+            ("default.standard", "SPEC", f"What value does {the(s)} take by default{on}?", alt)]
 
 
 def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
-    row, col, head = f.subject, _lc(f.attribute), _lc(f.context.get("row_header", "item"))
-    v, p = f.value, _product(doc)
-    task = "TROUBLESHOOT" if _TROUBLE_WORDS.search(" ".join([*f.section_path, col, head])) else "SPEC"
-    ans = _sentence(f"On {_the(p)}, the {col} for {head} {row} is {v}")
-    back = _sentence(f"On {_the(p)}, {head} {row} has the {col} \"{v}\"")
-    return [("cell.what", task, f"What is the {col} for {head} {row} on {_the(p)}?", ans),
-            ("cell.tell", task, f"On {_the(p)}, what {col} does {head} {row} have?", ans),
-            ("cell.reverse", task, f"Which {head} on {_the(p)} has the {col} \"{v}\"?", back),
-            ("cell.lookup", task, f"Look up {head} {row} of {_the(p)}: {col}?", ans),
-            ("cell.give", task, f"Give the {col} for {head} {row} on {_the(p)}.", ans),
-            ("cell.listed", task, f"For {_the(p)}, which {col} is listed for {head} {row}?", ans)]
+    row, col, head = f.subject, lower_noun(f.attribute), lower_noun(f.context.get("row_header", "item"))
+    v, p = f.value, product_name(doc)
+    task = "TROUBLESHOOT" if TROUBLE_WORDS.search(" ".join([*f.section_path, col, head])) else "SPEC"
+    ans = _sentence(f"On {the(p)}, the {col} for {head} {row} is {v}")
+    back = _sentence(f"On {the(p)}, {head} {row} has the {col} \"{v}\"")
+    return [("cell.what", task, f"What is the {col} for {head} {row} on {the(p)}?", ans),
+            ("cell.tell", task, f"On {the(p)}, what {col} does {head} {row} have?", ans),
+            ("cell.reverse", task, f"Which {head} on {the(p)} has the {col} \"{v}\"?", back),
+            ("cell.lookup", task, f"Look up {head} {row} of {the(p)}: {col}?", ans),
+            ("cell.give", task, f"Give the {col} for {head} {row} on {the(p)}.", ans),
+            ("cell.listed", task, f"For {the(p)}, which {col} is listed for {head} {row}?", ans)]
 
 
 def _procedure(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     # Procedures are named by their title in quotes: grammatical whatever the title's form
     # ("Descaling", "How to make a claim", "Replacing the water filter").
-    name, p = f'"{f.subject}"', _product(doc)
-    ans = f"The procedure {name} for {_the(p)} has these steps:\n{f.value}"
-    out = [("proc.steps", "PROCEDURE", f"What are the steps of the procedure {name} for {_the(p)}?", ans),
-           ("proc.how", "PROCEDURE", f"How is the procedure {name} carried out on {_the(p)}?", ans),
-           ("proc.list", "PROCEDURE", f"List, in order, the steps of {name} for {_the(p)}.", ans),
-           ("proc.walk", "PROCEDURE", f"Walk me through {name} on {_the(p)}.", ans),
+    name, p = f'"{f.subject}"', product_name(doc)
+    ans = f"The procedure {name} for {the(p)} has these steps:\n{f.value}"
+    out = [("proc.steps", "PROCEDURE", f"What are the steps of the procedure {name} for {the(p)}?", ans),
+           ("proc.how", "PROCEDURE", f"How is the procedure {name} carried out on {the(p)}?", ans),
+           ("proc.list", "PROCEDURE", f"List, in order, the steps of {name} for {the(p)}.", ans),
+           ("proc.walk", "PROCEDURE", f"Walk me through {name} on {the(p)}.", ans),
            ("proc.do", "PROCEDURE", f"I need to do {name} on my {p}. What do I do?", ans),
            ("proc.guide", "PROCEDURE", f"Give the step-by-step instructions for {name} ({p}).", ans)]
     steps = f.steps or []
     for i in range(len(steps) - 1):
         out.append((f"proc.next{i + 1}", "PROCEDURE",
-                    f"In the procedure {name} for {_the(p)}, what comes after \"{steps[i].rstrip('.')}\"?",
+                    f"In the procedure {name} for {the(p)}, what comes after \"{steps[i].rstrip('.')}\"?",
                     _sentence(f"In {name}, step {i + 2} follows: {steps[i + 1]}")))
     return out
 
 
 def _definition(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
-    t, d, p = f.subject, f.value.rstrip("."), _product(doc)
+    t, d, p = f.subject, f.value.rstrip("."), product_name(doc)
     ans = _sentence(f"{t} is {d}") if not re.match(r"^(an?|the)\b", d) else _sentence(f"{t} is {d}")
     return [("def.what", "EXPLAIN", f"What is {t}?", ans),
-            ("def.mean", "EXPLAIN", f"What does {t} mean for {_the(p)}?", ans),
+            ("def.mean", "EXPLAIN", f"What does {t} mean for {the(p)}?", ans),
             ("def.explain", "EXPLAIN", f"Explain the term {t}.", ans)]
 
 
 def _cloze(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     sentence = f.context.get("sentence", "")
     cloze = f.attribute
-    return [("cloze.complete", "SPEC", f"Complete this statement about {_the(f.subject)}: \"{cloze}\"", _sentence(sentence)),
+    return [("cloze.complete", "SPEC", f"Complete this statement about {the(f.subject)}: \"{cloze}\"", _sentence(sentence)),
             ("cloze.value", "SPEC", f"What value goes in the blank? \"{cloze}\"", _sentence(sentence))]
 
 
@@ -167,7 +169,8 @@ def _summary(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
             ("sum.explain", "EXPLAIN", f"Explain the section \"{h}\" of the {title}.", f.value)]
 
 
-_BUILDERS = {"spec": _spec, "default": _default, "table_cell": _cell, "procedure": _procedure,
+# Fact kind → its templates: BUILDERS[f.kind](f, doc) -> [(name, task, question, answer)]
+BUILDERS = {"spec": _spec, "default": _default, "table_cell": _cell, "procedure": _procedure,
              "definition": _definition, "sentence": _cloze, "summary": _summary}
 
 
@@ -180,14 +183,14 @@ def _row_examples(doc: Document, facts: list[Fact]) -> list[Example]:
     out = []
     for span, cells in rows.items():
         head = " ".join([*cells[0].section_path, *(c.attribute for c in cells), cells[0].context.get("row_header", "")])
-        if not _TROUBLE_WORDS.search(head):
+        if not TROUBLE_WORDS.search(head):
             continue
-        p, key, rh = _product(doc), cells[0].subject, _lc(cells[0].context.get("row_header", "item"))
+        p, key, rh = product_name(doc), cells[0].subject, lower_noun(cells[0].context.get("row_header", "item"))
         body = " ".join(_sentence(f"{c.attribute}: {c.value}") for c in cells)
-        answer = f"For {rh} {key} on {_the(p)}: {body}"
+        answer = f"For {rh} {key} on {the(p)}: {body}"
         ids = [c.fact_id for c in cells]
-        for name, q in (("row.shows", f"{_the(p)[:1].upper() + _the(p)[1:]} shows {rh} {key}. What should I do?"),
-                        ("row.handle", f"How do I handle {rh} {key} on {_the(p)}?")):
+        for name, q in (("row.shows", f"{the(p)[:1].upper() + the(p)[1:]} shows {rh} {key}. What should I do?"),
+                        ("row.handle", f"How do I handle {rh} {key} on {the(p)}?")):
             out.append(Example("TROUBLESHOOT", q, answer, ids, doc, span, cells[0].section_path, name))
     return out
 
@@ -236,7 +239,7 @@ def synthesize(docs: list[Document], facts: list[Fact], *, held_out: set[str], s
         held_spans = [f.span for f in doc_facts if f.fact_id in held_out] + (excluded_spans or {}).get(doc.doc_id, [])
         per_fact: list[list[Example]] = []
         for f in trained:
-            templates = _BUILDERS[f.kind](f, doc)
+            templates = BUILDERS[f.kind](f, doc)
             if f.kind == "procedure":  # all step-order questions, plus the phrasings of the whole procedure
                 whole, order = templates[:6], templates[6:]
                 rng.shuffle(whole)

@@ -23,7 +23,7 @@ import openai
 from orgtune.data.extract import Fact
 from orgtune.data.guard import is_injection
 from orgtune.data.probes import value_in_text
-from orgtune.data.synth import _TROUBLE_WORDS, Example, SynthSettings, _lc, _product, _the
+from orgtune.data.synth import TROUBLE_WORDS, Example, SynthSettings, lower_noun, product_name, the
 from orgtune.data.text import words
 from orgtune.errors import OrgtuneError
 from orgtune.ingest.blocks import Document
@@ -107,11 +107,11 @@ def _safe(text: str) -> str:
 
 def _subject(f: Fact, doc: Document) -> tuple[str, str]:
     """(how the prompt names the fact's subject, the words an answer must contain), with the product as templates do."""
-    p = _product(doc)
+    p = product_name(doc)
     if f.kind == "default" and p.lower() not in f.subject.lower():
-        return f"{_lc(f.subject)} on {_the(p)}", f"{f.subject} {p}"
+        return f"{lower_noun(f.subject)} on {the(p)}", f"{f.subject} {p}"
     if f.kind == "table_cell":
-        return f"{_lc(f.context.get('row_header', 'item'))} {f.subject} on {_the(p)}", f"{f.subject} {p}"
+        return f"{lower_noun(f.context.get('row_header', 'item'))} {f.subject} on {the(p)}", f"{f.subject} {p}"
     return f.subject, f.subject
 
 
@@ -166,7 +166,7 @@ def _task(f: Fact) -> str:
     if f.kind == "definition":
         return "EXPLAIN"
     head = " ".join([*f.section_path, f.attribute, f.context.get("row_header", "")])
-    return "TROUBLESHOOT" if f.kind == "table_cell" and _TROUBLE_WORDS.search(head) else "SPEC"
+    return "TROUBLESHOOT" if f.kind == "table_cell" and TROUBLE_WORDS.search(head) else "SPEC"
 
 
 def teach(teacher: Teacher, docs: list[Document], facts: list[Fact], flagged: dict[str, list[tuple[int, int]]],
@@ -190,7 +190,7 @@ def teach(teacher: Teacher, docs: list[Document], facts: list[Fact], flagged: di
 
     rows, failures = [], 0
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for (f, doc), (source, reply) in zip(jobs, pool.map(ask, jobs)):
+        for (f, doc), (source, reply) in zip(jobs, pool.map(ask, jobs), strict=False):
             if isinstance(reply, OrgtuneError):
                 dropped["request_failed"] += n
                 failures += 1

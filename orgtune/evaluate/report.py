@@ -64,13 +64,13 @@ def _loss_plot(run: Run, out: Path) -> bool:
     if not train:
         return False
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(*zip(*train), label="training loss (per step)", color="#4c72b0", linewidth=0.8, alpha=0.45)
+    ax.plot(*zip(*train, strict=False), label="training loss (per step)", color="#4c72b0", linewidth=0.8, alpha=0.45)
     k = max(1, len(train) // 25)
     smooth = [(train[i][0], sum(v for _, v in train[max(0, i - k + 1):i + 1]) / len(train[max(0, i - k + 1):i + 1]))
               for i in range(len(train))]
-    ax.plot(*zip(*smooth), label=f"training loss ({k}-step mean)", color="#4c72b0", linewidth=1.8)
+    ax.plot(*zip(*smooth, strict=False), label=f"training loss ({k}-step mean)", color="#4c72b0", linewidth=1.8)
     if val:
-        ax.plot(*zip(*val), "o-", label="validation loss (per epoch)", color="#dd8452")
+        ax.plot(*zip(*val, strict=False), "o-", label="validation loss (per epoch)", color="#dd8452")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss per trained token")
     ax.set_title(f"{run.path.name}: training and validation loss")

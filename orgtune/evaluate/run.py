@@ -21,9 +21,11 @@ from pathlib import Path
 from orgtune import atomic
 from orgtune.data.build import read_jsonl
 from orgtune.errors import OrgtuneError
-from orgtune.evaluate.answer import Backend, GenerationSettings, HFBackend, conversation_of
+from orgtune.evaluate.answer import conversation_of
 from orgtune.evaluate.regression import base_answers, compare, load_general
 from orgtune.evaluate.score import score_probe
+from orgtune.generate.hf import Backend, HFBackend
+from orgtune.generate.settings import GenerationSettings
 from orgtune.train.runfolder import Run, read_complete_run
 
 # Generation budget per task: short values, longer procedures and recitations.
@@ -67,10 +69,8 @@ def answer_probes(backend: Backend, probes: list[dict], settings: GenerationSett
     for i, p in enumerate(probes):
         by_task[p.get("task", "SPEC")].append(i)
     for task, idx in by_task.items():
-        if hasattr(backend, "settings"):
-            backend.settings = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS.get(task, 96),
-                                                  batch_size=settings.batch_size)
-        for i, a in zip(idx, backend.answer([conversation_of(probes[i], "probe") for i in idx]), strict=True):
+        budget = settings.but(max_new_tokens=MAX_NEW_TOKENS.get(task, 96))
+        for i, a in zip(idx, backend.answer([conversation_of(probes[i], "probe") for i in idx], budget), strict=True):
             answers[i] = a
     return answers
 
@@ -108,7 +108,7 @@ def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
         model, tok2, _ = load_model(str(folder), device="cpu", dtype="float32")
         return HFBackend(model, tok2, name="merged", settings=settings)
     if spec.startswith("gguf:") or spec.endswith(".gguf"):
-        from orgtune.export.gguf import LlamaCppBackend
+        from orgtune.generate.llama import LlamaCppBackend
 
         path = Path(spec) if spec.endswith(".gguf") else export / f"model-{spec.split(':', 1)[1].lower()}.gguf"
         if not path.is_file():
@@ -121,6 +121,8 @@ def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
 def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | None = None, batch_size: int = 16,
              device: str = "auto", extra_backends: list[str] | tuple = (), general_items: int | None = None,
              log=print) -> dict:
+    """Base vs tuned (and SFT, merged, GGUF backends) on the run's probes, validation loss and the general
+    check; writes metrics.json, report.md and plots. `orgtune eval RUN_DIR` runs it."""
     from peft import PeftModel
 
     from orgtune.evaluate.loss import assistant_loss
@@ -166,8 +168,8 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
                     loss, ppl, n = assistant_loss(backend.model, backend.tok, val_rows, max_len=max_len)
             m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
         if name in ("base", "tuned"):
-            backend.settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size)
-            ask = functools.partial(backend.answer, [[{"role": "user", "content": g["question"]}] for g in general])
+            ask = functools.partial(backend.answer, [[{"role": "user", "content": g["question"]}] for g in general],
+                                    GenerationSettings(max_new_tokens=64, batch_size=batch_size))
             regression_answers[name] = ask() if name == "tuned" else base_answers(
                 Path(info["path"]), general, {"max_new_tokens": 64, "batch_size": batch_size, "device": info["device"],
                                               "dtype": str(info.get("dtype"))}, ask, log=log)

@@ -115,17 +115,6 @@ def go_template(p: ChatTemplateParts) -> str:
             + "{{ .Content }}" + f["post"] + "{{ end }}{{ end }}" + p.generation)
 
 
-def stop_tokens(tok) -> list[str]:
-    """Every token that ends a turn or the text: the template's end-of-turn token, EOS, generation_config EOS ids."""
-    from orgtune.data.tokenize import end_of_turn
-
-    stops = []
-    for t in (end_of_turn(tok), tok.eos_token):
-        if t and t not in stops:
-            stops.append(t)
-    return stops
-
-
 def modelfile(*, source: str, template: str, stops: list[str], num_ctx: int, system: str | None = None,
               adapter: str | None = None, comment: str = "") -> str:
     if '"""' in template or (system and '"""' in system):

@@ -22,6 +22,8 @@ from orgtune import atomic
 from orgtune.errors import OrgtuneError
 from orgtune.export import gguf as G
 from orgtune.export import ollama as O
+from orgtune.generate import llama as L
+from orgtune.generate.stops import stop_tokens
 from orgtune.train.runfolder import read_complete_run
 
 # Prompts every GGUF must answer briefly and then stop on its own (EOS / end-of-turn honoured).
@@ -34,6 +36,8 @@ GREEDY_TOKENS = 48
 def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: bool = False,
            ollama_name: str | None = None, system: str | None = None, verify: bool = True,
            max_probes: int | None = None, device: str = "cpu", num_ctx: int | None = None, log=print) -> dict:
+    """Merge, convert, quantize, verify each GGUF against the merged model, write the Modelfile; returns the
+    report (export.json). `orgtune export RUN_DIR --gguf q4_k_m` runs it."""
     run = read_complete_run(run_dir)
     types = gguf_types if gguf_types is not None else ["q4_k_m"]
     out = run.path / "export"
@@ -45,7 +49,7 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
     if types:
         G.converter_path()
         if any(t not in G.CONVERTER_TYPES for t in types) or verify:
-            G.llama_cpp()
+            L.llama_cpp()
     started = time.time()
     report: dict = {"run": str(run.path), "base_model": run.base_model, "mode": "adapter" if keep_adapter else "merged",
                     "artifacts": {}, "gguf": {}}
@@ -90,7 +94,7 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
                 continue
             t0 = time.time()
             files[t] = G.quantize(src, target, t)
-            notes = [x for x in G.take_log() if "falling back" in x]
+            notes = [x for x in L.take_log() if "falling back" in x]
             if notes:
                 report.setdefault("quantize_notes", {})[t] = notes
             log(f"GGUF {t} ({files[t].stat().st_size / 2**20:.0f} MiB, {time.time() - t0:.1f} s)")
@@ -133,10 +137,11 @@ def _fixed_prompts(probe_rows: list[dict]) -> list[list[dict]]:
 
 def _hf_reference(folder: Path, tok, probe_rows, val_rows, run, log) -> dict:
     """Greedy answers, probe accuracy and validation perplexity of the merged HF model: the yardstick."""
-    from orgtune.evaluate.answer import GenerationSettings, HFBackend
     from orgtune.evaluate.loss import assistant_loss
     from orgtune.evaluate.run import answer_probes, summarise
     from orgtune.evaluate.score import score_probe
+    from orgtune.generate.hf import HFBackend
+    from orgtune.generate.settings import GenerationSettings
     from orgtune.models.loading import load_model
 
     model, tok2, _ = load_model(str(folder), device="cpu", dtype="float32")
@@ -173,12 +178,12 @@ def _tuned_from_eval(run, n_probes: int) -> dict | None:
 
 def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
     from orgtune.data.tokenize import render
-    from orgtune.evaluate.answer import GenerationSettings
     from orgtune.evaluate.run import answer_probes, summarise
     from orgtune.evaluate.score import score_probe
+    from orgtune.generate.settings import GenerationSettings
 
     try:
-        backend = G.LlamaCppBackend(path, tok, settings=GenerationSettings(max_new_tokens=GREEDY_TOKENS))
+        backend = L.LlamaCppBackend(path, tok, settings=GenerationSettings(max_new_tokens=GREEDY_TOKENS))
     except Exception as e:  # llama.cpp refuses the file: that is the finding
         return {"loads": False, "problems": [f"llama.cpp cannot load it: {e}"]}
     res: dict = {"loads": True, "problems": [], "warnings": []}
@@ -191,7 +196,7 @@ def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
     eos = []
     for q in EOS_PROMPTS:
         text, stopped = backend.generate(render(tok, [{"role": "user", "content": q}], add_generation_prompt=True),
-                                         EOS_BUDGET)
+                                         GenerationSettings(max_new_tokens=EOS_BUDGET))
         eos.append({"prompt": q, "answer": text, "stopped": stopped})
     res["eos"] = eos
     res["eos_stopped"] = sum(e["stopped"] for e in eos)
@@ -199,7 +204,7 @@ def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
         res["warnings"].append(f"{len(eos) - res['eos_stopped']} of {len(eos)} answers ran to {EOS_BUDGET} tokens "
                                "without an end-of-turn token")
     if hf is not None:
-        greedy = [backend.generate(p, GREEDY_TOKENS)[0] for p in prompts]
+        greedy = [backend.generate(p, GenerationSettings(max_new_tokens=GREEDY_TOKENS))[0] for p in prompts]
         res["greedy_same_as_hf"] = sum(a == b for a, b in zip(greedy, hf["fixed"], strict=True))
         res["greedy_prompts"] = len(prompts)
     if probe_rows:
@@ -250,14 +255,14 @@ def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, 
     elif num_ctx > max_pos:
         log(f"num_ctx {num_ctx} is over the model's context length {max_pos}: answers past it will degrade")
     name = "Modelfile"
-    text = O.modelfile(source=f"./{gg.name}", template=template, stops=O.stop_tokens(tok), num_ctx=num_ctx,
+    text = O.modelfile(source=f"./{gg.name}", template=template, stops=stop_tokens(tok), num_ctx=num_ctx,
                        system=system, adapter="./adapter" if keep_adapter else None,
                        comment=f"Made by orgtune export from {run.path.name} (base {run.base_model}).\n"
                                f"TEMPLATE verified against the model's chat template with Go text/template: "
                                f"{'yes' if check else 'no (Go missing)'}.")
     atomic.write_text(out / name, text)
     res = {"written": True, "file": str(out / name), "gguf": gg.name, "family": parts.family, "num_ctx": num_ctx,
-           "stops": O.stop_tokens(tok), "template_check": check, "adapter": keep_adapter}
+           "stops": stop_tokens(tok), "template_check": check, "adapter": keep_adapter}
     cmd = ["ollama", "create", ollama_name or run.path.name, "-f", str(out / name)]
     res["create_command"] = " ".join(cmd)
     if ollama_name:
@@ -295,7 +300,7 @@ def report_markdown(r: dict) -> str:
             lines.append(f"| merged HF (fp32) | – | {hf.get('val', {}).get('perplexity', float('nan')):.3f} | – | "
                          f"{_pct(p.get('trained', {}).get('overall', {}).get('accuracy'))} | "
                          f"{_pct(p.get('held_out', {}).get('overall', {}).get('confident_wrong_rate'))} | – | – | – |")
-        for t, e in r["gguf"].items():
+        for e in r["gguf"].values():
             v, p = e.get("val", {}), e.get("probes", {})
             change = v.get("perplexity_change")
             lines.append(f"| {Path(e['file']).name} | {e['size_bytes'] / 2**20:.1f} | "
@@ -313,7 +318,7 @@ def report_markdown(r: dict) -> str:
                   "from transformers (merged). *greedy = HF*: identical greedy answers to the same fixed prompts. "
                   "*EOS stops*: short prompts whose answer ended on an end-of-turn token within "
                   f"{EOS_BUDGET} tokens.", ""]
-        for t, e in r["gguf"].items():
+        for e in r["gguf"].values():
             lines += [f"### {Path(e['file']).name}", "",
                       f"vocabulary {e['vocab_size']} = embedding rows {e['embedding_rows']}; special ids "
                       f"{e['special_ids']}; add BOS {e['add_bos']}; chat template embedded "

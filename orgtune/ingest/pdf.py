@@ -142,7 +142,7 @@ def _events(data: bytes) -> tuple[list[tuple], float, int]:
         else:
             events.append((ln.page, ln.top, "line", ln))
     events.sort(key=lambda e: (e[0], e[1]))
-    gaps = sorted(b.top - a.bottom for a, b in zip(lines, lines[1:])
+    gaps = sorted(b.top - a.bottom for a, b in zip(lines, lines[1:], strict=False)
                   if a.page == b.page and id(a) not in heads and id(b) not in heads and b.top > a.bottom)
     line_gap = gaps[len(gaps) // 4] if gaps else 0.0
     return events, line_gap + 0.4 * body, len(ranks)

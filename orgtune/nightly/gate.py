@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 from orgtune.data.probes import value_in_text
-from orgtune.evaluate.answer import GenerationSettings, HFBackend
 from orgtune.evaluate.regression import load_general, right
 from orgtune.evaluate.run import answer_probes
 from orgtune.evaluate.score import score_probe
+from orgtune.generate.hf import HFBackend
+from orgtune.generate.settings import GenerationSettings
 
 
 def general_items(limit: int | None) -> list[dict]:

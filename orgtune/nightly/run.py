@@ -26,13 +26,11 @@ from orgtune.nightly.delta import changed_facts, diff, scan
 from orgtune.nightly.mix import assemble
 from orgtune.nightly.project import Project
 
-SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
-
 
 def _extra_rows(path: Path | None) -> list[dict]:
     if path is None:
         return []
-    from orgtune.data.formats import load_rows
+    from orgtune.data.formats import SFT_FORMATS, load_rows
 
     return [{"messages": r.messages, "task": "EXTRA", "source": {"extra": str(path), "line": r.line}}
             for r in load_rows(path, allowed=SFT_FORMATS).rows]
@@ -72,7 +70,7 @@ def nightly(docs: list[Path], project_dir: Path, *, night: str | None = None, ex
             settings: dict | None = None, export: list[str] | None = None, ollama: str | None = None,
             log=print) -> dict:
     """Run one night; returns its gate record (decision, reasons, figures). One night at a time per project:
-    a second one fails at once, naming the first one's pid."""
+    a second one fails at once, naming the first one's pid. `orgtune nightly --docs DIR --project P` runs it."""
     from orgtune.train import lock
 
     with lock.hold(Path(project_dir), "orgtune nightly"):
@@ -152,6 +150,10 @@ def _night(docs: list[Path], project_dir: Path, *, night: str | None, extra_data
     return record
 
 
+def _acc(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
 def history_table(project_dir: Path) -> str:
     """Every night and rollback, with its figures and decision; the promoted night marked."""
     project = Project.open(project_dir, create=False)
@@ -165,12 +167,11 @@ def history_table(project_dir: Path) -> str:
             lines.append(f"{'-':<16} {'':>7} {'':>15} {'':>11} {'':>14}  nothing changed")
             continue
         f = h["figures"]
-        acc = (lambda x: "-" if x is None else f"{100 * x:.1f}%")
-        old = f"{acc(f['old']['promoted'])}→{acc(f['old']['accuracy'])}" if f["old"]["n"] else "-"
+        old = f"{_acc(f['old']['promoted'])}→{_acc(f['old']['accuracy'])}" if f["old"]["n"] else "-"
         g = f["general"]
         mark = " *" if h["night"] == promoted else ""
         what = "promoted" if h["promoted"] else "rejected: " + "; ".join(h["reasons"])
-        lines.append(f"{h['night'] + mark:<16} {acc(f['new']['accuracy']):>7} {old:>15} "
+        lines.append(f"{h['night'] + mark:<16} {_acc(f['new']['accuracy']):>7} {old:>15} "
                      f"{g['reference']}→{g['right']}/{g['items']:>3} {f['held_out']['confident_wrong']:>7}/{f['held_out']['n']:<6}"
                      f"  {what}")
     lines.append(f"promoted: {promoted or 'none'} (*)")

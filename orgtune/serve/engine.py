@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from orgtune.errors import OrgtuneError
+from orgtune.generate.llama import sample
+from orgtune.generate.settings import GenerationSettings, hf_generate_args
+from orgtune.generate.stops import gguf_stop_ids, stop_ids
 
 
 @dataclass
@@ -34,6 +36,10 @@ class Job:
 
     def key(self) -> tuple:
         return (self.model, self.temperature, self.top_p, self.seed, self.on_text is not None)
+
+    def settings(self, max_new_tokens: int) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                                  batch_size=1, seed=self.seed)
 
 
 class StopScanner:
@@ -125,7 +131,6 @@ class HFEngine(_Worker):
 
     def __init__(self, model: str, adapters: dict[str, Path] | None = None, *, device: str = "auto",
                  max_batch: int = 8, name: str | None = None, log=print):
-        from orgtune.data.tokenize import end_of_turn
         from orgtune.models.loading import load_model
 
         self.spec = model
@@ -136,11 +141,7 @@ class HFEngine(_Worker):
         self.adapters: dict[str, Path] = {}
         self.lock = threading.Lock()  # adapter load/unload vs generation
         self.tok.padding_side = "left"
-        stops = {self.tok.eos_token_id}
-        eot = end_of_turn(self.tok)
-        if eot is not None:
-            stops.add(self.tok.convert_tokens_to_ids(eot))
-        self.stop_ids = sorted(i for i in stops if i is not None)
+        self.stop_ids = stop_ids(self.tok)
         self.context = int(getattr(self.base.config, "max_position_embeddings", 2048) or 2048)
         for n, p in (adapters or {}).items():
             self.load_adapter(n, p)
@@ -200,14 +201,8 @@ class HFEngine(_Worker):
         j0 = batch[0]
         device = next(self.base.parameters()).device
         enc = self.tok([j.prompt for j in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        gen: dict[str, Any] = dict(max_new_tokens=max(j.max_tokens for j in batch), eos_token_id=self.stop_ids,
-                                   pad_token_id=self.tok.pad_token_id if self.tok.pad_token_id is not None
-                                   else self.stop_ids[0])
-        if j0.temperature > 0:
-            gen.update(do_sample=True, temperature=j0.temperature, top_p=j0.top_p, top_k=0)
-            torch.manual_seed(j0.seed if j0.seed is not None else int(time.time_ns() % 2**31))
-        else:
-            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen = hf_generate_args(j0.settings(max(j.max_tokens for j in batch)), stop_ids=self.stop_ids,
+                               pad_id=self.tok.pad_token_id)
         streamer = _Streamer(self.tok, j0) if j0.on_text else None
         with self.lock:
             if j0.model == self.base_name:
@@ -279,7 +274,7 @@ class LlamaCppEngine(_Worker):
     kind = "gguf"
 
     def __init__(self, path: Path, *, tokenizer_from: str | None = None, n_ctx: int = 4096, name: str | None = None):
-        from orgtune.export.gguf import open_llama
+        from orgtune.generate.llama import open_llama
 
         self.path = Path(path)
         self.llm = open_llama(self.path, n_ctx=n_ctx, verbose=False, seed=0)
@@ -291,18 +286,10 @@ class LlamaCppEngine(_Worker):
             from orgtune.models.loading import load_tokenizer, resolve_source
 
             self.tok = load_tokenizer(resolve_source(tokenizer_from))
-        stops = {self.llm.token_eos()}
-        eot = self.llm.metadata.get("tokenizer.ggml.eot_token_id")
-        if eot is not None:
-            stops.add(int(eot))
-        for s in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"):
-            ids = self.llm.tokenize(s.encode(), add_bos=False, special=True)
-            if len(ids) == 1:
-                stops.add(ids[0])
-        self.stop_ids = sorted(stops)
         self._template = self.llm.metadata.get("tokenizer.chat_template")
         if self._template:
             self.render_chat([{"role": "user", "content": "hi"}])  # a broken template fails at start
+        self.stop_ids = gguf_stop_ids(self.llm, self.tok, self.render_chat if self._template else None)
         super().__init__(max_batch=1)
 
     def names(self) -> list[str]:
@@ -314,11 +301,11 @@ class LlamaCppEngine(_Worker):
     def unload_adapter(self, name):
         raise KeyError(name)
 
-    def render_chat(self, messages: list[dict]) -> str:
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         if self.tok is not None:
             from orgtune.data.tokenize import render
 
-            return render(self.tok, messages, add_generation_prompt=True)
+            return render(self.tok, messages, add_generation_prompt=add_generation_prompt)
         from jinja2.exceptions import SecurityError, TemplateSyntaxError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -330,7 +317,7 @@ class LlamaCppEngine(_Worker):
         bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode() if self.llm.token_bos() >= 0 else ""
         eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode()
         try:
-            return env.from_string(self._template).render(messages=messages, add_generation_prompt=True,
+            return env.from_string(self._template).render(messages=messages, add_generation_prompt=add_generation_prompt,
                                                           bos_token=bos, eos_token=eos, **TEMPLATE_VARS)
         except (SecurityError, TemplateSyntaxError) as e:
             line = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
@@ -342,16 +329,10 @@ class LlamaCppEngine(_Worker):
     def run(self, batch: list[Job]) -> list[dict]:
         (j,) = batch
         ids = self.llm.tokenize(j.prompt.encode(), add_bos=False, special=True)
-        greedy = j.temperature <= 0
         out: list[int] = []
-        finish = "length"
         scan = StopScanner(j.stop)
         sent = ""
-        for t in self.llm.generate(ids, temp=0.0 if greedy else j.temperature, top_k=1 if greedy else 0,
-                                   top_p=1.0 if greedy else j.top_p, min_p=0.0, repeat_penalty=1.0, reset=True):
-            if t in self.stop_ids:
-                finish = "stop"
-                break
+        for t in sample(self.llm, ids, self.stop_ids, j.settings(j.max_tokens)):
             out.append(t)
             text = self.llm.detokenize(out).decode("utf-8", errors="replace")
             if j.on_text and not text.endswith("\ufffd"):
@@ -362,10 +343,8 @@ class LlamaCppEngine(_Worker):
             elif not j.on_text:
                 scan.feed(text)
             if scan.hit:
-                finish = "stop"
                 break
-            if len(out) >= j.max_tokens:
-                break
+        finish = "stop" if scan.hit or len(out) < j.max_tokens else "length"
         text = self.llm.detokenize(out).decode("utf-8", errors="replace")
         scan.feed(text)
         if j.on_text:
@@ -387,7 +366,6 @@ def _adapter_folder(path: Path) -> Path:
 def _check_same_base(adapter: Path, model_spec: str) -> None:
     """An adapter trained on another base would load silently and answer nonsense: refuse it."""
     from orgtune.models.loading import resolve_source
-
     from orgtune.train.runfolder import read_run
 
     if not (adapter.parent / "manifest.json").is_file():

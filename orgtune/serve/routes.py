@@ -16,7 +16,8 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any, Callable, Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool

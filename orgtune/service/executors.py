@@ -140,7 +140,7 @@ class LocalExecutor:
             queued = list(s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.seq).limit(50)))
         candidates = [j for j in [*queued, *stale_jobs(self.db, self.settings.heartbeat_timeout)]
                       if j not in self.children and self.hold.get(j, 0) < time.time()]
-        for job_id, slot in zip(dict.fromkeys(candidates), free):
+        for job_id, slot in zip(dict.fromkeys(candidates), free, strict=False):
             self._spawn(job_id, slot)
 
     def _spawn(self, job_id: str, slot: int) -> None:

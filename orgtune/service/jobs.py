@@ -30,7 +30,6 @@ from orgtune.service.schemas import Hyperparameters, JobCreate
 from orgtune.service.settings import ServiceSettings
 
 FINAL = ("succeeded", "failed", "cancelled")
-SFT_FORMATS = ("chat", "alpaca", "sharegpt", "prompt_completion")
 
 
 def job_dir(settings: ServiceSettings, job_id: str) -> Path:
@@ -164,7 +163,7 @@ def _invalid_file(e: OrgtuneError, path: str, filename: str) -> str:
 
 def validate_job(db: Database, job_id: str) -> str:
     """Check the job's JSONL rows (`data check`'s reader: every bad line named); queued or failed."""
-    from orgtune.data.formats import load_rows
+    from orgtune.data.formats import SFT_FORMATS, load_rows
 
     with db.reading() as s:
         j = s.scalar(select(Job).where(Job.id == job_id))

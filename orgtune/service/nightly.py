@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -43,7 +43,7 @@ def next_time(cron: str, after: float) -> float:
     """The first time after `after` (Unix seconds) that `cron` names, read in UTC."""
     from croniter import croniter
 
-    return croniter(cron, datetime.fromtimestamp(after, timezone.utc)).get_next(datetime).timestamp()
+    return croniter(cron, datetime.fromtimestamp(after, UTC)).get_next(datetime).timestamp()
 
 
 def check_cron(cron: str) -> str:

@@ -13,7 +13,7 @@ unfinished and resumable, never marked complete with half the steps.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from transformers import TrainerCallback
 

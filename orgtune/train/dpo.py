@@ -22,11 +22,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orgtune.data.formats import load_rows
+from orgtune.data.formats import SFT_FORMATS, load_rows
 from orgtune.errors import OrgtuneError
 from orgtune.train import distributed, runfolder
-from orgtune.train.sft import (SFT_FORMATS, Prepared, callbacks_for, data_entry, finish_run, finished_run, load_policy,
-                               locked, open_run, prepare, quiet_progress, trainer_args)
+from orgtune.train.components import callbacks_for, load_policy, quiet_progress, trainer_args
+from orgtune.train.runfolder import Prepared, data_entry, finish_run, finished_run, locked, open_run, prepare
+
 
 def dpo_overrides(overrides: dict | None, parent_lr: float | None) -> dict:
     """Flags, with DPO's own defaults for what the user did not set: 1 epoch, a twentieth of the parent's
@@ -39,9 +40,8 @@ def dpo_overrides(overrides: dict | None, parent_lr: float | None) -> dict:
     return out
 
 
-def _rows(path: Path) -> list[dict]:
-    return [{"prompt": r.messages, "chosen": r.chosen, "rejected": r.rejected}
-            for r in load_rows(path, allowed=("preference",)).rows]
+def _pairs(rows) -> list[dict]:
+    return [{"prompt": r.messages, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
 
 
 def replay_file(cfg, parent: runfolder.Run | None, log=None) -> tuple[Path | None, float]:
@@ -90,7 +90,8 @@ def dpo_args(cfg, output_dir: Path, *, device: str, has_eval: bool):
 def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
               val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
               log=print, callbacks: list | None = None) -> runfolder.Run:
-    """Train a DPO adapter into run folder `out` (resumed if `out` holds the same unfinished run)."""
+    """Train a DPO adapter into run folder `out` (resumed if `out` holds the same unfinished run).
+    `orgtune train --method dpo --data PREFS.jsonl --init-adapter SFT_RUN --out OUT` runs it."""
     if distributed.active():
         raise OrgtuneError("orgtune dpo trains in one process; torchrun / --launch is for orgtune train (SFT)",
                            fix="run orgtune dpo without torchrun (one GPU holds a LoRA DPO run of the bases orgtune names)")
@@ -123,8 +124,8 @@ def _train_dpo(p: Prepared, replay_choice: tuple[Path | None, float], *, log, ca
     from orgtune.train.trainer import OrgtuneDPOTrainer
 
     cfg = p.cfg
-    train_rows = _rows(p.train_path)
-    val_rows = _rows(p.val_path) if p.val_path is not None else []
+    train_rows = _pairs(p.train_rows)
+    val_rows = _pairs(p.val_rows or [])
     device = pick_device(cfg.model.device)
     manifest = {"method": "dpo",
                 "dpo": {"beta": cfg.dpo.beta, "loss_type": cfg.dpo.loss_type,

@@ -55,12 +55,15 @@ def self_distilled(model: str, *, device: str = "auto", log=print) -> Path:
         atomic.write_jsonl(path, bundled)
         log(f"general replay: {len(bundled)} answers of the embedded model, bundled with orgtune")
         return path
-    from orgtune.evaluate.answer import GenerationSettings, load_backend
+    from orgtune.generate.hf import HFBackend
+    from orgtune.generate.settings import GenerationSettings
+    from orgtune.models.loading import load_model
 
     items = prompts()
     log(f"general replay: the base model answers {len(items)} general prompts (once per base model)")
-    backend = load_backend(None, model=model, device=device,
-                           settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16))
+    base, tok, _ = load_model(model, device=device)
+    backend = HFBackend(base, tok, name=f"base:{model}",
+                        settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16))
     answers = backend.answer([[{"role": "user", "content": p["prompt"]}] for p in items])
     rows = []
     for p, a in zip(items, answers, strict=True):

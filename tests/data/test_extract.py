@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from orgtune.data.extract import default_statements, definition_of, extract_facts

@@ -10,7 +10,7 @@ from orgtune.data.tokenize import IGNORE, encode_messages, encode_rows, end_of_t
 
 
 def trained_text(tok, enc) -> str:
-    return tok.decode([t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE])
+    return tok.decode([t for t, label in zip(enc.input_ids, enc.labels, strict=True) if label != IGNORE])
 
 
 def test_labels_cover_assistant_content_and_end_of_turn_only(tokenizer):
@@ -25,7 +25,7 @@ def test_labels_cover_assistant_content_and_end_of_turn_only(tokenizer):
     ref = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"]
     assert enc.input_ids == ref
     # The EOS token that generation stops on is trained.
-    assert tokenizer.eos_token_id in [l for l in enc.labels if l != IGNORE]
+    assert tokenizer.eos_token_id in [label for label in enc.labels if label != IGNORE]
 
 
 def test_truncation_drops_rows_without_trained_tokens(tokenizer):

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orgtune.cli import app
-from orgtune.evaluate.answer import GenerationSettings, answer_rows, load_backend
+from orgtune.evaluate.answer import answer_rows, load_backend
+from orgtune.generate.settings import GenerationSettings
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def test_answer_confidence_is_the_least_sure_step_of_the_models_own_answer():
                                eos_token_id=b.stop_ids, pad_token_id=b.tok.pad_token_id, output_scores=True,
                                return_dict_in_generate=True)
     new = out.sequences[0, enc["input_ids"].shape[1]:]
-    steps = [float(torch.softmax(s[0].float(), -1).max()) for s, t in zip(out.scores, new) if int(t) not in b.stop_ids]
+    steps = [float(torch.softmax(s[0].float(), -1).max()) for s, t in zip(out.scores, new, strict=False) if int(t) not in b.stop_ids]
     greedy = b.tok.decode(new, skip_special_tokens=True).strip()
     assert "Paris" in greedy and int(new[-1]) in b.stop_ids
     got, wrong = answer_confidence(b.model, b.tok, [conv, conv], [greedy, "The capital of France is Zanzibar."],

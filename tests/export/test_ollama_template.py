@@ -12,6 +12,7 @@ from transformers import AutoTokenizer
 
 from orgtune.data.tokenize import render
 from orgtune.export import ollama as O
+from orgtune.generate.stops import stop_tokens
 from orgtune.models.presets import all_presets
 from tests.conftest import ROOT
 
@@ -82,6 +83,6 @@ def test_modelfile_lists_every_stop_and_the_design_note_sampling(embedded_dir):
     for k, v in {"temperature": "0.0", "top_p": "0.95", "top_k": "40", "repeat_penalty": "1.1", "num_ctx": "4096"}.items():
         assert f"PARAMETER {k} {v}" in lines
     assert 'SYSTEM """Answer from the manuals."""' in lines and lines[0] == "FROM ./model-q4_k_m.gguf"
-    assert O.stop_tokens(tok)[0] == "<|eot_id|>"
+    assert stop_tokens(tok)[0] == "<|eot_id|>"
     with pytest.raises(Exception, match='"""'):
         O.modelfile(source="x", template="T", stops=[], num_ctx=1, system='say """hi"""')

@@ -38,7 +38,7 @@ def summarize(doc: Document) -> list[tuple]:
         if blk.kind in ("list", "steps"):
             items = [doc.span_text(s) for s in blk.items]
             markers = ["- "] * len(items) if blk.kind == "list" else [f"{n}. " for n in range(1, len(items) + 1)]
-            assert whole == "\n".join(m + i for m, i in zip(markers, items))
+            assert whole == "\n".join(m + i for m, i in zip(markers, items, strict=False))
             content = items
         elif blk.kind == "table":
             content = [[doc.span_text(c) for c in row] for row in blk.rows]

@@ -1,8 +1,8 @@
 import hashlib
 
 from orgtune.ingest.blocks import DocBuilder
-from orgtune.ingest.read import read_document
 from orgtune.ingest.markdown import read_markdown
+from orgtune.ingest.read import read_document
 
 MANUAL_MD = """\
 ---

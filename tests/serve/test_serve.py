@@ -199,7 +199,9 @@ def test_gguf_backend_serves_the_same_api(tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer
 
     from orgtune.data.tokenize import render
-    from orgtune.export.gguf import LlamaCppBackend, convert
+    from orgtune.export.gguf import convert
+    from orgtune.generate.llama import LlamaCppBackend
+    from orgtune.generate.settings import GenerationSettings
 
     gguf = convert(tiny_model_dir, tmp_path / "tiny-f16.gguf", "f16")
     port = _free_port()
@@ -221,7 +223,7 @@ def test_gguf_backend_serves_the_same_api(tmp_path, tiny_model_dir):
             model="tiny-f16", messages=msgs, max_tokens=10, stream=True))
         tok = AutoTokenizer.from_pretrained(tiny_model_dir)
         ref = LlamaCppBackend(gguf, tok)
-        expected = ref.generate(render(tok, msgs, add_generation_prompt=True), 10)[0]
+        expected = ref.generate(render(tok, msgs, add_generation_prompt=True), GenerationSettings(max_new_tokens=10))[0]
         ref.close()
         assert got == streamed == expected
         with pytest.raises(openai.NotFoundError):

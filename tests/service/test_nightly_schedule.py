@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -63,7 +63,7 @@ def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tin
     r = httpx.put(url, json={"cron": "0 3 * * *", "settings": _settings(tiny_model_dir)}, headers=alpha)
     assert r.status_code == 200, r.text
     first_due = r.json()["schedule"]["next_run_at"]
-    due = datetime.fromtimestamp(first_due, timezone.utc)
+    due = datetime.fromtimestamp(first_due, UTC)
     assert (due.hour, due.minute) == (3, 0) and 0 < first_due - time.time() <= 86400
 
     # another project: no schedule, nothing to run or roll back
@@ -118,7 +118,7 @@ def test_two_schedulers_claim_a_due_night_once(store, request, tmp_path):
         now = time.time()
         won, barrier = [], threading.Barrier(4)
 
-        def take(i):
+        def take(i, attempt=attempt, now=now, won=won, barrier=barrier):
             barrier.wait()
             if claim(db, settings, row.project_id, f"scheduler-{attempt}-{i}", now):
                 won.append(i)

@@ -12,7 +12,8 @@ import yaml
 
 from orgtune.data.build import BuildSettings, build
 from orgtune.data.extract import Fact
-from orgtune.data.prefs import PrefSettings, borrowed, build_prefs, corrupt
+from orgtune.prefs.build import PrefSettings, build_prefs
+from orgtune.prefs.corrupt import borrowed, corrupt
 from tests.conftest import SAMPLES, run_cli
 
 
@@ -60,9 +61,9 @@ def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path)
     as abstaining (never as a right or a confidently wrong value), whatever the fact's kind. Given the
     grounded answer, the abstention stands where the value stood: same words before it, no value after."""
     from orgtune.data.build import load_docs, read_jsonl
-    from orgtune.data.prefs import _dont_know, _not_stated
-    from orgtune.data.synth import _BUILDERS
+    from orgtune.data.synth import BUILDERS
     from orgtune.evaluate.score import abstains, score_probe
+    from orgtune.prefs.unstated import dont_know, not_stated
 
     data = build([SAMPLES / "docs"], tmp_path / "d", BuildSettings(), log=lambda m: None).out
     docs = load_docs(data)
@@ -70,15 +71,15 @@ def test_abstaining_answers_read_as_abstentions_for_every_kind_of_fact(tmp_path)
     kinds, in_place = set(), set()
     for f in facts:
         doc = docs[f.doc_id]
-        grounded = [a for _n, _t, _q, a in _BUILDERS[f.kind](f, doc)]
-        for text in (_not_stated(f, doc), _dont_know(f, doc), *(_dont_know(f, doc, a) for a in grounded)):
+        grounded = [a for _n, _t, _q, a in BUILDERS[f.kind](f, doc)]
+        for text in (not_stated(f, doc), dont_know(f, doc), *(dont_know(f, doc, a) for a in grounded)):
             verdict = score_probe({"kind": f.kind, "task": "SPEC", "expected": f.value, "unit": f.unit,
                                    **({"expected_steps": f.steps} if f.steps else {})}, text)
             assert abstains(text) and verdict.abstained and not verdict.correct, (f.kind, text)
         for a in grounded:
-            text = _dont_know(f, doc, a)
+            text = dont_know(f, doc, a)
             value = f.steps[0] if f.steps else f.value
-            if text != _dont_know(f, doc):  # in place: the grounded words up to the value, then abstaining
+            if text != dont_know(f, doc):  # in place: the grounded words up to the value, then abstaining
                 head = text[:text.index("unknown to me") if f.kind != "procedure" else text.index("They are")]
                 head = head.removesuffix("a figure ").removesuffix("— ")
                 assert a.startswith(head) and len(head) > 10, (a, text)

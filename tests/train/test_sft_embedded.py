@@ -31,9 +31,10 @@ def test_embedded_model_learns_and_adapter_reloads(demo_data, tmp_path):
     from peft import PeftModel, get_peft_model
     from transformers import set_seed
 
-    from orgtune.evaluate.answer import HFBackend
+    from orgtune.generate.hf import HFBackend
     from orgtune.models.loading import load_model
-    from orgtune.train.sft import lora_config, train
+    from orgtune.train.components import lora_config
+    from orgtune.train.sft import train
 
     subset = tmp_path / "subset.jsonl"
     subset.write_text("\n".join(demo_data.read_text().splitlines()[:8]) + "\n")
