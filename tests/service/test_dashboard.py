@@ -1,6 +1,6 @@
 """Acceptance: the web dashboard in a real browser (headless Chromium from Debian's `chromium` package,
-driven by Playwright) against a real `orgtune service` on loopback with the tiny model: log in, upload a
-document, start a job, watch the loss curve grow, reload mid-run and see it continue, cancel and resume,
+driven by Playwright) against a real `orgtune service` on loopback: log in, upload a document (the
+product's dataset: the job builds its training rows and probes from it), start a job on the embedded model, watch the loss curve grow, reload mid-run and see it continue, cancel and resume,
 open the eval report and exports; at a phone width too; another project's key sees none of it.
 
 Screenshots of the main pages go to test-artifacts/screenshots/ (kept by CI).
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
-OPTIONS = {"config": {"training": {"save_steps": 5, "save_total_limit": 2, "general_replay": 0},
+OPTIONS = {"config": {"training": {"save_steps": 4, "save_total_limit": 2, "general_replay": 0},
                       "model": {"max_seq_length": 128}},
            "build": {"examples_per_fact": 1}, "eval": {"max_probes": 2, "general_items": 2},
            "export": {"gguf": ["q8_0"], "verify": False}}
-MAX_STEPS = 40
+MAX_STEPS = 24
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,10 @@ def wait_status(page, status: str, timeout: float = 120) -> None:
     page.locator(f'#job-summary[data-status="{status}"]').wait_for(timeout=timeout * 1000)
 
 
-def start_job(page, svc, tiny_model_dir) -> str:
+def start_job(page, svc) -> str:
     page.get_by_role("link", name="New job").first.click()
     page.get_by_label("Training file").set_input_files(str(SAMPLES / "docs" / "halvo-quick-start.txt"))
-    page.get_by_label("Model").fill(str(tiny_model_dir))
+    page.get_by_label("Model").fill("smollm2-135m")  # the embedded model
     page.get_by_label("Max steps").fill(str(MAX_STEPS))
     page.get_by_label("orgtune options").fill(json.dumps(OPTIONS))
     shot(page, "new-job")
@@ -96,12 +96,12 @@ def start_job(page, svc, tiny_model_dir) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
-def test_dashboard_in_a_browser(browser, svc, tiny_model_dir):
+def test_dashboard_in_a_browser(browser, svc):
     page = login(browser, svc, "alpha")
     shot(page, "login-done-jobs-empty")
     streams = []
     page.on("request", lambda r: streams.append(r.url) if "/events/stream?" in r.url else None)
-    job_id = start_job(page, svc, tiny_model_dir)
+    job_id = start_job(page, svc)
 
     # The curve grows while the job trains; a reload mid-run redraws it whole and it keeps growing.
     first = wait_points(page, 2)
