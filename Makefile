@@ -41,7 +41,8 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check orgtune tests benchmarks
+	$(BIN)/ruff check orgtune tests benchmarks scripts
+	$(BIN)/ruff format --check orgtune tests benchmarks scripts
 
 test-fast: install lint
 	$(BIN)/python -m pytest -q -m "not slow"

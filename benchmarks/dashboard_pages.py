@@ -35,11 +35,20 @@ class IdleExecutor:
 
     name = "idle"
 
-    def start(self): pass
-    def stop(self): pass
-    def submit(self, job_id): pass
-    def cancel(self, job_id): pass
-    def running(self): return []
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def submit(self, job_id):
+        pass
+
+    def cancel(self, job_id):
+        pass
+
+    def running(self):
+        return []
 
 
 class Timed:
@@ -63,15 +72,32 @@ class Timed:
 
 def _job_row(i: int, project_id: str, status: str, now: int) -> dict:
     jid = f"ftjob-bench{i:019d}"
-    method = {"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 4, "learning_rate_multiplier": 1.0,
-                                                                       "n_epochs": 1}}}
+    method = {
+        "type": "supervised",
+        "supervised": {"hyperparameters": {"batch_size": 4, "learning_rate_multiplier": 1.0, "n_epochs": 1}},
+    }
     done = status in ("succeeded", "failed", "cancelled")
-    return {"id": jid, "project_id": project_id, "created_at": now - 100_000 + i * 60, "model": "smollm2-135m",
-            "base_model": "smollm2-135m", "training_file": "file-bench", "documents": [], "seed": i, "method": method,
-            "options": {"model_name": f"ft:smollm2-135m:bench:{jid}", "config": {"training": {"max_steps": 60}}},
-            "status": status, "step": 60 if done else 20, "total_steps": 60, "started_at": now - 100_000 + i * 60 + 5,
-            "finished_at": now - 100_000 + i * 60 + 50 if done else None, "result_files": [], "attempts": 1,
-            "max_attempts": 3, "fine_tuned_model": f"ft:smollm2-135m:bench:{jid}" if status == "succeeded" else None}
+    return {
+        "id": jid,
+        "project_id": project_id,
+        "created_at": now - 100_000 + i * 60,
+        "model": "smollm2-135m",
+        "base_model": "smollm2-135m",
+        "training_file": "file-bench",
+        "documents": [],
+        "seed": i,
+        "method": method,
+        "options": {"model_name": f"ft:smollm2-135m:bench:{jid}", "config": {"training": {"max_steps": 60}}},
+        "status": status,
+        "step": 60 if done else 20,
+        "total_steps": 60,
+        "started_at": now - 100_000 + i * 60 + 5,
+        "finished_at": now - 100_000 + i * 60 + 50 if done else None,
+        "result_files": [],
+        "attempts": 1,
+        "max_attempts": 3,
+        "fine_tuned_model": f"ft:smollm2-135m:bench:{jid}" if status == "succeeded" else None,
+    }
 
 
 def fill(db, project_id: str, n_jobs: int, n_events: int) -> list[str]:
@@ -91,17 +117,31 @@ def fill(db, project_id: str, n_jobs: int, n_events: int) -> list[str]:
     events, ckpts = [], []
     for j in jobs:
         for step in range(1, n_events + 1):
-            loss = 2.5 * 0.98 ** step + rnd.random() * 0.05
-            events.append({"job_id": j["id"], "created_at": j["created_at"] + step, "level": "info", "type": "metrics",
-                           "message": f"Step {step}/{n_events}: training loss={loss:.4f}",
-                           "data": {"step": step, "total_steps": n_events, "train_loss": loss}})
+            loss = 2.5 * 0.98**step + rnd.random() * 0.05
+            events.append(
+                {
+                    "job_id": j["id"],
+                    "created_at": j["created_at"] + step,
+                    "level": "info",
+                    "type": "metrics",
+                    "message": f"Step {step}/{n_events}: training loss={loss:.4f}",
+                    "data": {"step": step, "total_steps": n_events, "train_loss": loss},
+                }
+            )
         for step in (n_events - 10, n_events):
-            ckpts.append({"id": f"ftckpt-{j['id'][-12:]}{step:05d}", "job_id": j["id"], "step_number": step,
-                          "metrics": {"step": step, "train_loss": 1.0}, "path": "/nonexistent"})
+            ckpts.append(
+                {
+                    "id": f"ftckpt-{j['id'][-12:]}{step:05d}",
+                    "job_id": j["id"],
+                    "step_number": step,
+                    "metrics": {"step": step, "train_loss": 1.0},
+                    "path": "/nonexistent",
+                }
+            )
     with db.writing() as s:
         s.execute(insert(Job), jobs)
         for k in range(0, len(events), 20_000):
-            s.execute(insert(Event), events[k:k + 20_000])
+            s.execute(insert(Event), events[k : k + 20_000])
         s.execute(insert(Checkpoint), ckpts)
     return [j["id"] for j in jobs]
 
@@ -115,23 +155,67 @@ def run_folder(folder: Path, job_id: str, n_probes: int = 2000) -> None:
     docs = [{"doc_id": f"d{k}", "path": f"/docs/manual-{k}.md", "text": "lorem ipsum " * 5000} for k in range(20)]
     (folder / "data" / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     tasks = ["SPEC", "PROCEDURE", "TROUBLESHOOT", "EXPLAIN"]
-    probes = [{"plain_question": f"question {k}?", "task": tasks[k % 4], "held_out": k % 7 == 0, "expected": "9 bar",
-               "source": {"doc_id": f"d{k % 20}", "path": f"/docs/manual-{k % 20}.md", "span": [100, 160],
-                          "section_path": ["Specs", "Pump"]}, "answers": {"base": "x", "tuned": "9 bar"}}
-              for k in range(n_probes)]
+    probes = [
+        {
+            "plain_question": f"question {k}?",
+            "task": tasks[k % 4],
+            "held_out": k % 7 == 0,
+            "expected": "9 bar",
+            "source": {
+                "doc_id": f"d{k % 20}",
+                "path": f"/docs/manual-{k % 20}.md",
+                "span": [100, 160],
+                "section_path": ["Specs", "Pump"],
+            },
+            "answers": {"base": "x", "tuned": "9 bar"},
+        }
+        for k in range(n_probes)
+    ]
     (run / "eval" / "answers.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probes))
     by_task = {t: {"n": 100, "accuracy": 0.5} for t in tasks}
     scopes = {s: {"overall": {"n": 400, "accuracy": 0.5}, "by_task": by_task} for s in ("trained", "held_out")}
-    samples = [{"question": f"question {k}?", "task": tasks[k % 4], "held_out": False, "expected": "9 bar",
-                "base": "x", "tuned": "9 bar", "base_correct": False, "tuned_correct": True} for k in range(12)]
-    metrics = {"base_model": "smollm2-135m", "seconds": 10, "plots": ["plots/loss.png", "plots/probes.png"],
-               "backends": {b: {"probes": scopes, "val": {"loss": 1.0, "perplexity": 2.7, "tokens": 1000}}
-                            for b in ("base", "tuned")},
-               "regression": {"rule": "r", "total": 40, "base_right": 30, "tuned_right": 29, "worse": 2, "better": 1,
-                              "changed": 5, "rows": []}, "samples": samples}
+    samples = [
+        {
+            "question": f"question {k}?",
+            "task": tasks[k % 4],
+            "held_out": False,
+            "expected": "9 bar",
+            "base": "x",
+            "tuned": "9 bar",
+            "base_correct": False,
+            "tuned_correct": True,
+        }
+        for k in range(12)
+    ]
+    metrics = {
+        "base_model": "smollm2-135m",
+        "seconds": 10,
+        "plots": ["plots/loss.png", "plots/probes.png"],
+        "backends": {
+            b: {"probes": scopes, "val": {"loss": 1.0, "perplexity": 2.7, "tokens": 1000}} for b in ("base", "tuned")
+        },
+        "regression": {
+            "rule": "r",
+            "total": 40,
+            "base_right": 30,
+            "tuned_right": 29,
+            "worse": 2,
+            "better": 1,
+            "changed": 5,
+            "rows": [],
+        },
+        "samples": samples,
+    }
     (run / "metrics.json").write_text(json.dumps(metrics))
-    gguf = {t: {"file": f"/x/model-{t}.gguf", "size_bytes": 10**8, "problems": [],
-                "val": {"perplexity": 2.8, "perplexity_change": 0.01}} for t in ("q8_0", "q4_k_m")}
+    gguf = {
+        t: {
+            "file": f"/x/model-{t}.gguf",
+            "size_bytes": 10**8,
+            "problems": [],
+            "val": {"perplexity": 2.8, "perplexity_change": 0.01},
+        }
+        for t in ("q8_0", "q4_k_m")
+    }
     (run / "export" / "export.json").write_text(json.dumps({"gguf": gguf, "seconds": 30}))
     (run / "export" / "Modelfile").write_text("FROM ./model-q4_k_m.gguf\n" + "PARAMETER temperature 0\n" * 20)
     (run / "config.yaml").write_text("model:\n  name: smollm2-135m\ntraining:\n  max_steps: 60\n")
@@ -142,7 +226,8 @@ def calls(ids: list[str]) -> dict[str, tuple[str, str, dict]]:
     done, queued, report = ids[len(ids) // 4], ids[-1], ids[0]  # quarter: finished; newest: queued
     j = "/v1/fine_tuning/jobs"
     return {
-        "GET / (page)": ("GET", "/", {}), "GET /static/job.js": ("GET", "/static/job.js", {}),
+        "GET / (page)": ("GET", "/", {}),
+        "GET /static/job.js": ("GET", "/static/job.js", {}),
         "jobs list, first 50 (50 queued)": ("GET", f"{j}?limit=50", {}),
         "jobs list, a page in the middle": ("GET", f"{j}?limit=50&after={done}", {}),
         "job (queued: queue position)": ("GET", f"{j}/{queued}", {}),
@@ -192,8 +277,10 @@ def main() -> int:
         t0 = time.time()
         ids = fill(db, row.project_id, args.jobs, args.events)
         run_folder(settings.jobs_dir() / ids[0], ids[0])
-        print(f"store: {args.jobs} jobs, {args.jobs * args.events} events, {2 * args.jobs} checkpoints "
-              f"({time.time() - t0:.1f} s to fill, SQLite {db.engine.url.database})")
+        print(
+            f"store: {args.jobs} jobs, {args.jobs * args.events} events, {2 * args.jobs} checkpoints "
+            f"({time.time() - t0:.1f} s to fill, SQLite {db.engine.url.database})"
+        )
         timed = Timed(create_service_app(settings, db=db, executor=IdleExecutor(), log=lambda *a: None))
         with TestClient(timed) as client:
             plan = calls(ids)
@@ -207,8 +294,10 @@ def main() -> int:
         p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
         worst = max(worst, ms[-1])
         print(f"{label:<{width}}  {statistics.median(ms):6.1f}  {p95:6.1f}  {ms[-1]:6.1f}")
-    print(f"slowest request: {worst:.1f} ms; target: every page and call under {TARGET_MS:.0f} ms: "
-          + ("met" if worst < TARGET_MS else "NOT met"))
+    print(
+        f"slowest request: {worst:.1f} ms; target: every page and call under {TARGET_MS:.0f} ms: "
+        + ("met" if worst < TARGET_MS else "NOT met")
+    )
     return 0 if worst < TARGET_MS else 1
 
 

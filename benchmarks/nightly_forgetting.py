@@ -26,9 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "orgtune" / "data" / "samples" / "docs"
-NIGHTS = [["halvo-service-manual.md", "halvo-quick-start.txt"],
-          ["halvo-troubleshooting.html", "halvo-warranty-policy.docx"],
-          ["halvo-cleaning-card.pdf"]]
+NIGHTS = [
+    ["halvo-service-manual.md", "halvo-quick-start.txt"],
+    ["halvo-troubleshooting.html", "halvo-warranty-policy.docx"],
+    ["halvo-cleaning-card.pdf"],
+]
 
 
 def run_arm(arm: str, out: Path, extra: list[str]) -> list[dict]:
@@ -41,8 +43,25 @@ def run_arm(arm: str, out: Path, extra: list[str]) -> list[dict]:
         if i == 3:
             q = docs / "halvo-quick-start.txt"
             q.write_text(q.read_text().replace("Brew pressure: 8.5 bar", "Brew pressure: 9.5 bar"))
-        cmd = [sys.executable, "-m", "orgtune", "nightly", "--docs", str(docs), "--project", str(project),
-               "--night", f"night{i}", "--threshold", "0", "--old-margin", "1", "--general-margin", "1", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "orgtune",
+            "nightly",
+            "--docs",
+            str(docs),
+            "--project",
+            str(project),
+            "--night",
+            f"night{i}",
+            "--threshold",
+            "0",
+            "--old-margin",
+            "1",
+            "--general-margin",
+            "1",
+            *extra,
+        ]
         if arm == "none":
             cmd += ["--replay", "0", "--general-replay", "0"]
         started = time.time()
@@ -53,9 +72,19 @@ def run_arm(arm: str, out: Path, extra: list[str]) -> list[dict]:
         f = gate["figures"]
         base = json.loads((project / f"base_general-{gate['general']['items']}.json").read_text())["per_item"]
         f["general"]["worse_than_base"] = sum(ok and not gate["general"]["per_item"][k] for k, ok in base.items())
-        rows.append({"arm": arm, "night": i, "seconds": round(time.time() - started), "new": f["new"],
-                     "old": f["old"], "general": f["general"], "held_out": f["held_out"],
-                     "stale": len(f["changed_facts"]["old_value_survives"]), "mix": gate["mix"]})
+        rows.append(
+            {
+                "arm": arm,
+                "night": i,
+                "seconds": round(time.time() - started),
+                "new": f["new"],
+                "old": f["old"],
+                "general": f["general"],
+                "held_out": f["held_out"],
+                "stale": len(f["changed_facts"]["old_value_survives"]),
+                "mix": gate["mix"],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -72,15 +101,19 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="orgtune-nightly-"))
     rows = [r for arm in args.arms.split(",") for r in run_arm(arm, out, args.extra)]
-    print(f"\n| arm | night | new docs | old docs (promoted → night) | general check (base {rows[0]['general']['reference']}"
-          f"/{rows[0]['general']['items']}) | held-out confident wrong | old value survives | minutes |")
+    print(
+        f"\n| arm | night | new docs | old docs (promoted → night) | general check (base {rows[0]['general']['reference']}"
+        f"/{rows[0]['general']['items']}) | held-out confident wrong | old value survives | minutes |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         o, g, h = r["old"], r["general"], r["held_out"]
         old = f"{pct(o['promoted'])} → {pct(o['accuracy'])} ({o['n']})" if o["n"] else "-"
-        print(f"| {r['arm']} | {r['night']} | {pct(r['new']['accuracy'])} ({r['new']['n']}) | {old} | "
-              f"{g['right']} ({g['worse_than_base']} worse than base) | "
-              f"{h['confident_wrong']}/{h['n']} | {r['stale']} | {r['seconds'] / 60:.1f} |")
+        print(
+            f"| {r['arm']} | {r['night']} | {pct(r['new']['accuracy'])} ({r['new']['n']}) | {old} | "
+            f"{g['right']} ({g['worse_than_base']} worse than base) | "
+            f"{h['confident_wrong']}/{h['n']} | {r['stale']} | {r['seconds'] / 60:.1f} |"
+        )
     print(f"\nrun folders: {out}")
 
 

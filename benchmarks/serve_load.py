@@ -24,21 +24,39 @@ from pathlib import Path
 import openai
 
 ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ["What pressure does the Velbrook Halvo brew at?", "How often should the Halvo be descaled?",
-             "What does error code E4 mean?", "Name three primary colours.", "What is the capital of Italy?",
-             "Give one tip for grinding coffee.", "How long is the warranty?", "What is 12 times 7?"]
+QUESTIONS = [
+    "What pressure does the Velbrook Halvo brew at?",
+    "How often should the Halvo be descaled?",
+    "What does error code E4 mean?",
+    "Name three primary colours.",
+    "What is the capital of Italy?",
+    "Give one tip for grinding coffee.",
+    "How long is the warranty?",
+    "What is 12 times 7?",
+]
 
 
 def start_server(args) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "orgtune", "serve", "--model", args.model, "--port", str(port),
-           "--max-batch", str(args.max_batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orgtune",
+        "serve",
+        "--model",
+        args.model,
+        "--port",
+        str(port),
+        "--max-batch",
+        str(args.max_batch),
+    ]
     for a in args.adapter:
         cmd += ["--adapter", a]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ})
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ}
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -56,8 +74,12 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
 def run_level(client, model: str, clients: int, requests: int, max_tokens: int) -> dict:
     def one(i: int) -> tuple[float, int]:
         t = time.perf_counter()
-        r = client.chat.completions.create(model=model, max_tokens=max_tokens, temperature=0,
-                                           messages=[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}])
+        r = client.chat.completions.create(
+            model=model,
+            max_tokens=max_tokens,
+            temperature=0,
+            messages=[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+        )
         return time.perf_counter() - t, r.usage.completion_tokens
 
     start = time.perf_counter()
@@ -65,9 +87,15 @@ def run_level(client, model: str, clients: int, requests: int, max_tokens: int) 
         results = list(pool.map(one, range(requests)))
     wall = time.perf_counter() - start
     lat = sorted(x for x, _ in results)
-    return {"clients": clients, "requests": requests, "wall_s": wall, "req_per_s": requests / wall,
-            "tokens_per_s": sum(n for _, n in results) / wall, "p50_s": statistics.median(lat),
-            "p95_s": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]}
+    return {
+        "clients": clients,
+        "requests": requests,
+        "wall_s": wall,
+        "req_per_s": requests / wall,
+        "tokens_per_s": sum(n for _, n in results) / wall,
+        "p50_s": statistics.median(lat),
+        "p95_s": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))],
+    }
 
 
 def main() -> None:
@@ -91,8 +119,10 @@ def main() -> None:
         print(f"model {model}; {args.requests} requests per level, max_tokens {args.max_tokens}, greedy")
         for c in (int(x) for x in args.clients.split(",")):
             r = run_level(client, model, c, args.requests, args.max_tokens)
-            print(f"clients {r['clients']:>3}: {r['req_per_s']:6.2f} req/s  {r['tokens_per_s']:7.1f} tok/s  "
-                  f"p50 {r['p50_s']:6.2f} s  p95 {r['p95_s']:6.2f} s  (wall {r['wall_s']:.1f} s)")
+            print(
+                f"clients {r['clients']:>3}: {r['req_per_s']:6.2f} req/s  {r['tokens_per_s']:7.1f} tok/s  "
+                f"p50 {r['p50_s']:6.2f} s  p95 {r['p95_s']:6.2f} s  (wall {r['wall_s']:.1f} s)"
+            )
     finally:
         if proc is not None:
             proc.terminate()

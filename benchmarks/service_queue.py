@@ -85,29 +85,53 @@ def main() -> None:
         svc.start()
         key = {"Authorization": f"Bearer {svc.key('bench')}"}
         v1 = svc.url + "/v1"
-        fid = httpx.post(f"{v1}/files", headers=key, data={"purpose": "fine-tune"},
-                         files={"file": ("rows.jsonl", chat_rows(8).encode())}).json()["id"]
-        body = {"model": str(model) if model else "smollm2-135m", "training_file": fid, "seed": 1,
-                "orgtune": {"stop_after": "data"} if args.stage == "noop" else
-                {"config": {"training": {"max_steps": 1, "per_device_train_batch_size": 2},
-                            "model": {"max_seq_length": 64}}, "eval": {"enabled": False}}}
+        fid = httpx.post(
+            f"{v1}/files",
+            headers=key,
+            data={"purpose": "fine-tune"},
+            files={"file": ("rows.jsonl", chat_rows(8).encode())},
+        ).json()["id"]
+        body = {
+            "model": str(model) if model else "smollm2-135m",
+            "training_file": fid,
+            "seed": 1,
+            "orgtune": {"stop_after": "data"}
+            if args.stage == "noop"
+            else {
+                "config": {
+                    "training": {"max_steps": 1, "per_device_train_batch_size": 2},
+                    "model": {"max_seq_length": 64},
+                },
+                "eval": {"enabled": False},
+            },
+        }
         t0 = time.time()
-        ids = [httpx.post(f"{v1}/fine_tuning/jobs", headers=key, json=body, timeout=60).json()["id"]
-               for _ in range(args.jobs)]
+        ids = [
+            httpx.post(f"{v1}/fine_tuning/jobs", headers=key, json=body, timeout=60).json()["id"]
+            for _ in range(args.jobs)
+        ]
         print(f"created {len(ids)} jobs through the API in {time.time() - t0:.1f} s")
         deadline = time.time() + 120
         while time.time() < deadline:  # all validated and deferred before the workers start
             with psycopg.connect(url) as c:
-                n = c.execute("SELECT count(*) FROM procrastinate_jobs WHERE task_name='orgtune.run_job' "
-                              "AND status='todo'").fetchone()[0]
+                n = c.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE task_name='orgtune.run_job' AND status='todo'"
+                ).fetchone()[0]
             if n == len(ids):
                 break
             time.sleep(0.5)
         started = time.time()
         for i in range(args.workers):
             log = open(tmp / f"worker-{i}.log", "w")
-            workers.append(subprocess.Popen([sys.executable, "-m", "orgtune", "worker", "--name", f"bench-{i}"],
-                                            cwd=ROOT, env=svc.env, stdout=log, stderr=subprocess.STDOUT))
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "orgtune", "worker", "--name", f"bench-{i}"],
+                    cwd=ROOT,
+                    env=svc.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         sql = "SELECT status, count(*) FROM ot_jobs GROUP BY status"
         while True:
             with psycopg.connect(url) as c:
@@ -120,8 +144,10 @@ def main() -> None:
         wall = time.time() - started
         for _ in range(300):  # a queue job is marked done a moment after its runner has recorded the job's end
             with psycopg.connect(url) as c:
-                todo = c.execute("SELECT count(*) FROM procrastinate_jobs WHERE task_name='orgtune.run_job' "
-                                 "AND status IN ('todo', 'doing')").fetchone()[0]
+                todo = c.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE task_name='orgtune.run_job' "
+                    "AND status IN ('todo', 'doing')"
+                ).fetchone()[0]
             if not todo:
                 break
             time.sleep(0.1)
@@ -156,20 +182,41 @@ def main() -> None:
     waits = [s.timestamp() - max(d.timestamp(), started) for lock, _, d, s in queue if lock in ours and d and s]
     spawn = [starts[lock] - s.timestamp() for lock, _, _, s in queue if lock in starts and s]
     queue_ok = sum(1 for lock, status, _, _ in queue if lock in ours and status == "succeeded")
-    print(json.dumps({"jobs": len(ids), "succeeded": succeeded, "lost": len(lost), "run_twice": len(twice),
-                      "queue_jobs_succeeded": queue_ok, "workers": args.workers, "stage": args.stage}))
+    print(
+        json.dumps(
+            {
+                "jobs": len(ids),
+                "succeeded": succeeded,
+                "lost": len(lost),
+                "run_twice": len(twice),
+                "queue_jobs_succeeded": queue_ok,
+                "workers": args.workers,
+                "stage": args.stage,
+            }
+        )
+    )
     first = min(s.timestamp() for lock, _, _, s in queue if lock in ours and s)
     steady = max(end_t[j] for j in ours if j in end_t) - first
-    print(f"wall {wall:.1f} s for {len(ids)} jobs on {args.workers} workers, worker start-up included; "
-          f"{steady:.1f} s from the first job's start to the last one's end: {len(ids) / steady:.2f} jobs/s")
-    print(f"queue wait (deferred, or workers up → a worker starts it), s: median {statistics.median(waits):.2f}  "
-          f"p95 {pct(waits, .95):.2f}")
-    print(f"runner start (worker starts it → the runner holds the lease), s: median {statistics.median(spawn):.2f}  "
-          f"p95 {pct(spawn, .95):.2f}")
-    print(f"runner's own time (claim → release), s: median {statistics.median(runner):.3f}  p95 {pct(runner, .95):.3f}")
+    print(
+        f"wall {wall:.1f} s for {len(ids)} jobs on {args.workers} workers, worker start-up included; "
+        f"{steady:.1f} s from the first job's start to the last one's end: {len(ids) / steady:.2f} jobs/s"
+    )
+    print(
+        f"queue wait (deferred, or workers up → a worker starts it), s: median {statistics.median(waits):.2f}  "
+        f"p95 {pct(waits, 0.95):.2f}"
+    )
+    print(
+        f"runner start (worker starts it → the runner holds the lease), s: median {statistics.median(spawn):.2f}  "
+        f"p95 {pct(spawn, 0.95):.2f}"
+    )
+    print(
+        f"runner's own time (claim → release), s: median {statistics.median(runner):.3f}  p95 {pct(runner, 0.95):.3f}"
+    )
     overhead = (args.workers * steady - sum(runner)) / len(ids)
-    print(f"queue overhead per job: {overhead:.2f} s of worker time "
-          f"({args.workers} workers × {steady:.1f} s − {sum(runner):.1f} s inside jobs, over {len(ids)} jobs)")
+    print(
+        f"queue overhead per job: {overhead:.2f} s of worker time "
+        f"({args.workers} workers × {steady:.1f} s − {sum(runner):.1f} s inside jobs, over {len(ids)} jobs)"
+    )
     if lost or twice or succeeded != len(ids) or queue_ok != len(ids):
         raise SystemExit("FAILED: lost or duplicated jobs")
 

@@ -39,10 +39,18 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     from orgtune.train.trainer import OrgtuneSFTTrainer
 
     torch.set_num_threads(a.threads or torch.get_num_threads())
-    cfg = resolve_config(overrides={"model": {"name": a.model, "max_seq_length": a.max_seq_length},
-                                    "lora": {"dropout": a.lora_dropout},
-                                    "training": {"num_epochs": a.epochs, "per_device_train_batch_size": a.batch_size,
-                                                 "learning_rate": a.lr, "precision": a.precision}})
+    cfg = resolve_config(
+        overrides={
+            "model": {"name": a.model, "max_seq_length": a.max_seq_length},
+            "lora": {"dropout": a.lora_dropout},
+            "training": {
+                "num_epochs": a.epochs,
+                "per_device_train_batch_size": a.batch_size,
+                "learning_rate": a.lr,
+                "precision": a.precision,
+            },
+        }
+    )
     model, tok, info = load_model(cfg.model.name)
     enc = encode_rows(tok, load_rows(a.data).rows, max_len=cfg.model.max_seq_length)
     dataset = Dataset.from_dict({"input_ids": [r.input_ids for r in enc.rows], "labels": [r.labels for r in enc.rows]})
@@ -57,29 +65,64 @@ def run_arm(arm: str, a: argparse.Namespace) -> dict:
     if arm == "orgtune":
         args = sft_args(cfg, out, device=info["device"], has_eval=False)
         args.save_strategy = "no"
-        trainer = OrgtuneSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                                             peft_config=lora_config(cfg), callbacks=[Losses()])
+        trainer = OrgtuneSFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=lora_config(cfg),
+            callbacks=[Losses()],
+        )
     else:  # the plain script: TRL's default padded batches. Precision, activation checkpointing and the
         # optimizer are set like orgtune's (TRL would default to bf16 autocast + checkpointing + fused AdamW),
         # so that batching is the only difference between the arms.
         ours = sft_args(cfg, out, device=info["device"], has_eval=False)
-        args = SFTConfig(output_dir=str(out), num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
-                         learning_rate=a.lr, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.training.seed,
-                         use_cpu=info["device"] == "cpu", max_length=None, bf16=ours.bf16, fp16=ours.fp16,
-                         gradient_checkpointing=ours.gradient_checkpointing, optim=ours.optim)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                             peft_config=lora_config(cfg), callbacks=[Losses()])
+        args = SFTConfig(
+            output_dir=str(out),
+            num_train_epochs=a.epochs,
+            per_device_train_batch_size=a.batch_size,
+            learning_rate=a.lr,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=cfg.training.seed,
+            use_cpu=info["device"] == "cpu",
+            max_length=None,
+            bf16=ours.bf16,
+            fp16=ours.fp16,
+            gradient_checkpointing=ours.gradient_checkpointing,
+            optim=ours.optim,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=lora_config(cfg),
+            callbacks=[Losses()],
+        )
     if info["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
     trained = sum(r.n_trained for r in enc.rows) * a.epochs
-    peak = (torch.cuda.max_memory_allocated() if info["device"].startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"arm": arm, "device": info["device"], "steps": trainer.state.global_step, "trained_tokens": trained,
-            "wall_s": wall, "tokens_per_s": trained / wall, "peak_bytes": peak, "losses": losses,
-            "mean_loss": sum(losses) / max(1, len(losses))}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if info["device"].startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "arm": arm,
+        "device": info["device"],
+        "steps": trainer.state.global_step,
+        "trained_tokens": trained,
+        "wall_s": wall,
+        "tokens_per_s": trained / wall,
+        "peak_bytes": peak,
+        "losses": losses,
+        "mean_loss": sum(losses) / max(1, len(losses)),
+    }
 
 
 def main() -> None:
@@ -90,11 +133,21 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-seq-length", type=int, default=512)
-    ap.add_argument("--lora-dropout", type=float, default=0.05,
-                    help="0 makes both arms draw no random masks, so their per-step losses must agree to float noise")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="both arms use it; auto = bf16 on CUDA, fp32 elsewhere")
-    ap.add_argument("--repeats", type=int, default=1, help="alternate the arms this many times; report the best of each")
+    ap.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=0.05,
+        help="0 makes both arms draw no random masks, so their per-step losses must agree to float noise",
+    )
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="both arms use it; auto = bf16 on CUDA, fp32 elsewhere",
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="alternate the arms this many times; report the best of each"
+    )
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/orgtune-bench")
     ap.add_argument("--arm", help=argparse.SUPPRESS)
@@ -111,19 +164,27 @@ def main() -> None:
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 sys.exit(f"{arm} failed:\n{proc.stderr[-4000:]}")
-            results[arm].append(json.loads(line[len("RESULT "):]))
+            results[arm].append(json.loads(line[len("RESULT ") :]))
     best = {arm: max(rs, key=lambda r: r["tokens_per_s"]) for arm, rs in results.items()}
-    print(f"data {a.data}  model {a.model}  device {best['orgtune']['device']}  batch {a.batch_size}  "
-          f"epochs {a.epochs}  lora dropout {a.lora_dropout}  repeats {a.repeats}")
-    print(f"{'arm':<12}{'steps':>7}{'trained tok':>13}{'wall s':>9}{'trained tok/s':>15}{'peak MB':>10}{'loss/token':>12}")
+    print(
+        f"data {a.data}  model {a.model}  device {best['orgtune']['device']}  batch {a.batch_size}  "
+        f"epochs {a.epochs}  lora dropout {a.lora_dropout}  repeats {a.repeats}"
+    )
+    print(
+        f"{'arm':<12}{'steps':>7}{'trained tok':>13}{'wall s':>9}{'trained tok/s':>15}{'peak MB':>10}{'loss/token':>12}"
+    )
     for arm, r in best.items():
-        print(f"{arm:<12}{r['steps']:>7}{r['trained_tokens']:>13.0f}{r['wall_s']:>9.1f}{r['tokens_per_s']:>15.1f}"
-              f"{r['peak_bytes'] / 1e6:>10.0f}{r['mean_loss']:>12.4f}")
+        print(
+            f"{arm:<12}{r['steps']:>7}{r['trained_tokens']:>13.0f}{r['wall_s']:>9.1f}{r['tokens_per_s']:>15.1f}"
+            f"{r['peak_bytes'] / 1e6:>10.0f}{r['mean_loss']:>12.4f}"
+        )
     base, ours = best["trl-padded"], best["orgtune"]
     diffs = [abs(x - y) for x, y in zip(base["losses"], ours["losses"], strict=False)]
     print(f"speed-up (trained tokens/s): {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x")
-    print(f"per-step loss: max |difference| {max(diffs):.2e} over {len(diffs)} steps; "
-          f"mean loss {base['mean_loss']:.5f} (trl) vs {ours['mean_loss']:.5f} (orgtune)")
+    print(
+        f"per-step loss: max |difference| {max(diffs):.2e} over {len(diffs)} steps; "
+        f"mean loss {base['mean_loss']:.5f} (trl) vs {ours['mean_loss']:.5f} (orgtune)"
+    )
 
 
 if __name__ == "__main__":

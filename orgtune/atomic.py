@@ -53,9 +53,11 @@ def disk_full(e: BaseException, path: Path) -> OrgtuneError | None:
     if not (isinstance(e, OSError) and e.errno in DISK_FULL):
         return None
     shown = Path(*(re.sub(rf"^{re.escape(PARTIAL_PREFIX)}(.+)-[^-]{{8}}$", r"\1", p) for p in Path(path).parts))
-    return OrgtuneError(f"{shown}: cannot write it, the disk is full ({e.strerror})",
-                        fix=f"free space on the disk that holds {shown.parent} (or write to another disk), then run "
-                            "the command again; nothing half-written was left behind")
+    return OrgtuneError(
+        f"{shown}: cannot write it, the disk is full ({e.strerror})",
+        fix=f"free space on the disk that holds {shown.parent} (or write to another disk), then run "
+        "the command again; nothing half-written was left behind",
+    )
 
 
 def write_text(path: Path, text: str) -> None:
@@ -113,8 +115,10 @@ def read_jsonl_appended(path: Path) -> list[dict]:
         except json.JSONDecodeError as e:
             if i == len(lines):  # no newline after it: the append was cut short
                 continue
-            raise OrgtuneError(f"{path}:{i}: not a JSON record ({e.msg})",
-                               fix="delete that line (the file is append-only; the other lines are intact)") from None
+            raise OrgtuneError(
+                f"{path}:{i}: not a JSON record ({e.msg})",
+                fix="delete that line (the file is append-only; the other lines are intact)",
+            ) from None
     return rows
 
 
@@ -147,8 +151,9 @@ def verify(folder: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def building_folder(final: Path, *, replace: bool = False, marker: bool = True,
-                    checksums: bool = False) -> Iterator[Path]:
+def building_folder(
+    final: Path, *, replace: bool = False, marker: bool = True, checksums: bool = False
+) -> Iterator[Path]:
     """Yield a staging folder; on success fsync its files, mark it complete (unless `marker` is False;
     with `checksums` the marker records every file's size and sha256) and move it to `final`.
 
@@ -167,8 +172,9 @@ def building_folder(final: Path, *, replace: bool = False, marker: bool = True,
         _crash_point("written")
         files = _fsync_tree(staging, checksums)
         if marker:  # written last, after the files it vouches for are on disk
-            _write_synced(staging / COMPLETE_MARKER,
-                          json.dumps({"files": files}, indent=1) + "\n" if checksums else "ok\n")
+            _write_synced(
+                staging / COMPLETE_MARKER, json.dumps({"files": files}, indent=1) + "\n" if checksums else "ok\n"
+            )
         _fsync_dir(staging)
         _crash_point("marked")
         if final.exists():
@@ -257,7 +263,9 @@ def _fsync_tree(folder: Path, checksums: bool) -> dict[str, dict]:
             with open(path, "rb") as f:
                 if checksums:
                     files[path.relative_to(folder).as_posix()] = {
-                        "size": os.fstat(f.fileno()).st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+                        "size": os.fstat(f.fileno()).st_size,
+                        "sha256": hashlib.file_digest(f, "sha256").hexdigest(),
+                    }
                 os.fsync(f.fileno())
         for name in dirs:
             _fsync_dir(Path(root) / name)

@@ -1,7 +1,7 @@
 """docs/cli.md, the CLI reference, generated from `--help` of every command (a test fails when it is stale).
 
-    python -m orgtune.cli_reference                       # print it
-    python -m orgtune.cli_reference --write docs/cli.md   # (what `make readme` runs)
+python -m orgtune.cli_reference                       # print it
+python -m orgtune.cli_reference --write docs/cli.md   # (what `make readme` runs)
 """
 
 from __future__ import annotations

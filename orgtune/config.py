@@ -30,24 +30,39 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    name: str = Field("smollm2-135m", validation_alias=AliasChoices("name", "model_name"),
-                      description="Preset name, local Hugging Face folder, or hub id.")
+    name: str = Field(
+        "smollm2-135m",
+        validation_alias=AliasChoices("name", "model_name"),
+        description="Preset name, local Hugging Face folder, or hub id.",
+    )
     max_seq_length: int = Field(512, gt=8, description="Tokens per example; longer rows are truncated.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; auto picks bf16/fp16 on CUDA, fp16 on MPS, fp32 on CPU.")
-    task_prefix_format: str = Field("[{TASK}] {instruction}",
-                                    description="How document-built examples prefix their task.")
+        "auto", description="Weights dtype; auto picks bf16/fp16 on CUDA, fp16 on MPS, fp32 on CPU."
+    )
+    task_prefix_format: str = Field(
+        "[{TASK}] {instruction}", description="How document-built examples prefix their task."
+    )
 
 
 class LoraSection(_Section):
     r: int = Field(16, gt=0, description="LoRA rank.")
-    alpha: float = Field(32, gt=0, validation_alias=AliasChoices("alpha", "lora_alpha"),
-                         description="LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, validation_alias=AliasChoices("dropout", "lora_dropout"),
-                           description="Dropout on the LoRA input.")
-    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR),
-                                      description="Linear layers that get an adapter.")
+    alpha: float = Field(
+        32,
+        gt=0,
+        validation_alias=AliasChoices("alpha", "lora_alpha"),
+        description="LoRA scaling numerator (scale = alpha / r).",
+    )
+    dropout: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        validation_alias=AliasChoices("dropout", "lora_dropout"),
+        description="Dropout on the LoRA input.",
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(ALL_LINEAR), description="Linear layers that get an adapter."
+    )
     bias: Literal["none", "all", "lora_only"] = "none"
     task_type: Literal["CAUSAL_LM"] = "CAUSAL_LM"
 
@@ -61,8 +76,9 @@ class QloraSection(_Section):
 
 class TrainingSection(_Section):
     num_epochs: float = Field(3, gt=0, validation_alias=AliasChoices("num_epochs", "epochs", "num_train_epochs"))
-    per_device_train_batch_size: int = Field(4, gt=0, validation_alias=AliasChoices(
-        "per_device_train_batch_size", "batch_size"))
+    per_device_train_batch_size: int = Field(
+        4, gt=0, validation_alias=AliasChoices("per_device_train_batch_size", "batch_size")
+    )
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (overrides epochs) when > 0.")
     learning_rate: float = Field(2e-4, gt=0, validation_alias=AliasChoices("learning_rate", "lr"))
@@ -73,34 +89,55 @@ class TrainingSection(_Section):
     optim: str = Field("adamw_torch", description="Any transformers optimizer name; *_8bit ones need bitsandbytes.")
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 elsewhere.")
+        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 elsewhere."
+    )
     padding_free: bool = Field(True, description="Concatenate rows with per-row position ids instead of padding.")
     logging_steps: int = Field(1, gt=0)
     save_steps: int = Field(50, gt=0, description="Checkpoint every N optimizer steps (and at each epoch end).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept; the newest and the best are never deleted.")
     save_strategy: Literal["steps", "epoch", "no"] = Field(
-        "steps", description="steps: a checkpoint every save_steps and at each epoch end; epoch or no: at each epoch "
-                             "end only (those, and one at the last step, are always written: a crash resumes there).")
+        "steps",
+        description="steps: a checkpoint every save_steps and at each epoch end; epoch or no: at each epoch "
+        "end only (those, and one at the last step, are always written: a crash resumes there).",
+    )
     evaluation_strategy: Literal["steps", "epoch", "no"] = Field(
-        "epoch", validation_alias=AliasChoices("evaluation_strategy", "eval_strategy"),
+        "epoch",
+        validation_alias=AliasChoices("evaluation_strategy", "eval_strategy"),
         description="With validation data, compute its loss at each epoch end, at every checkpoint of "
-                    "save_strategy steps (every save_steps), or never.")
-    load_best_model_at_end: bool = Field(False, description=(
-        "With validation data: ship the adapter of the checkpoint with the best metric_for_best_model instead "
-        "of the last step's; the run manifest records which step shipped and its validation loss."))
+        "save_strategy steps (every save_steps), or never.",
+    )
+    load_best_model_at_end: bool = Field(
+        False,
+        description=(
+            "With validation data: ship the adapter of the checkpoint with the best metric_for_best_model instead "
+            "of the last step's; the run manifest records which step shipped and its validation loss."
+        ),
+    )
     metric_for_best_model: Literal["eval_loss"] = Field(
-        "eval_loss", description="What 'best' means: the validation loss (lower is better); 'loss' means the same.")
+        "eval_loss", description="What 'best' means: the validation loss (lower is better); 'loss' means the same."
+    )
     seed: int = 42
-    val_fraction: float = Field(0.0, ge=0, lt=1, description="Split this share of --data off as validation "
-                                                             "when no validation file is given.")
-    general_replay: float = Field(0.5, ge=0, le=1, description=(
-        "SFT only: the base model's own answers to bundled general prompts (self-distillation), added as this "
-        "share of the training rows, so that the tuned model keeps the base's behaviour where the documents "
-        "say nothing; 0 = off."))
-    general_loss: Literal["sft", "kl"] = Field("kl", description=(
-        "How the general answers are learnt: sft mixes them into the training rows (cross-entropy on the base's "
-        "greedy answer); kl adds, to every micro-batch, KL(base || tuned) on general_replay x batch-size of them "
-        "(the base's whole next-token distribution, the base being the same weights with the adapter off)."))
+    val_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Split this share of --data off as validation when no validation file is given."
+    )
+    general_replay: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "SFT only: the base model's own answers to bundled general prompts (self-distillation), added as this "
+            "share of the training rows, so that the tuned model keeps the base's behaviour where the documents "
+            "say nothing; 0 = off."
+        ),
+    )
+    general_loss: Literal["sft", "kl"] = Field(
+        "kl",
+        description=(
+            "How the general answers are learnt: sft mixes them into the training rows (cross-entropy on the base's "
+            "greedy answer); kl adds, to every micro-batch, KL(base || tuned) on general_replay x batch-size of them "
+            "(the base's whole next-token distribution, the base being the same weights with the adapter off)."
+        ),
+    )
     tensorboard: bool = False
 
     @model_validator(mode="before")
@@ -121,13 +158,30 @@ class TrainingSection(_Section):
         if self.load_best_model_at_end and self.evaluation_strategy == "no":
             raise ValueError("load_best_model_at_end needs evaluations: set evaluation_strategy to epoch or steps")
         if self.load_best_model_at_end and self.evaluation_strategy == "steps" and self.save_strategy != "steps":
-            raise ValueError("load_best_model_at_end with evaluation_strategy steps needs save_strategy steps, "
-                             "so that every evaluated step has a checkpoint")
+            raise ValueError(
+                "load_best_model_at_end with evaluation_strategy steps needs save_strategy steps, "
+                "so that every evaluated step has a checkpoint"
+            )
         return self
 
 
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+DPO_LOSSES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 
 
 class DpoSection(_Section):
@@ -135,16 +189,23 @@ class DpoSection(_Section):
 
     beta: float = Field(0.1, gt=0, description="How far the policy may move from the reference (higher: less).")
     loss_type: list[Literal[DPO_LOSSES]] = Field(
-        default_factory=lambda: ["sigmoid", "sft"], min_length=1,
+        default_factory=lambda: ["sigmoid", "sft"],
+        min_length=1,
         description="TRL DPO loss(es), summed: sigmoid (DPO), ipo, hinge, robust, …; 'sft' adds the chosen "
-                    "answers' NLL, which keeps DPO from lowering the grounded answers' likelihood (RPO).")
+        "answers' NLL, which keeps DPO from lowering the grounded answers' likelihood (RPO).",
+    )
     loss_weights: list[float] | None = Field(None, description="One weight per loss type (default: all 1).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust DPO / EXO label smoothing.")
-    replay: float | None = Field(None, ge=0, description="Weight of an NLL term on SFT rows replayed beside the "
-                                 "pairs (one micro-batch of them per pair micro-batch); 0 = off; default 1 when the "
-                                 "--init-adapter run's training file is at hand, else off.")
-    replay_data: str | None = Field(None, description="SFT rows to replay (default: the --init-adapter run's "
-                                                      "own training file).")
+    replay: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of an NLL term on SFT rows replayed beside the "
+        "pairs (one micro-batch of them per pair micro-batch); 0 = off; default 1 when the "
+        "--init-adapter run's training file is at hand, else off.",
+    )
+    replay_data: str | None = Field(
+        None, description="SFT rows to replay (default: the --init-adapter run's own training file)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -226,11 +287,14 @@ def read_yaml(path: Path) -> tuple[dict, yaml.Node | None]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise OrgtuneError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})",
-                           fix="correct the YAML syntax at that line") from None
+        raise OrgtuneError(
+            f"{where}: not valid YAML ({getattr(e, 'problem', e)})", fix="correct the YAML syntax at that line"
+        ) from None
     if not isinstance(raw, dict):
-        raise OrgtuneError(f"{path}:1: a run config must be a mapping with model/lora/qlora/training sections",
-                           fix="see `orgtune train --help` and the README for the shape")
+        raise OrgtuneError(
+            f"{path}:1: a run config must be a mapping with model/lora/qlora/training sections",
+            fix="see `orgtune train --help` and the README for the shape",
+        )
     return raw, node
 
 
@@ -244,12 +308,16 @@ def validate_config(raw: dict, *, source: str = "config", node: yaml.Node | None
             line = _yaml_line(node, loc) if node is not None else None
             where = f"{source}:{line}" if line else source
             details.append(f"{where}: {'.'.join(loc)}: {err['msg']}")
-        raise OrgtuneError(f"{source}: invalid run config", details=details,
-                           fix="correct the listed keys (sections: model, lora, qlora, training, dpo)") from None
+        raise OrgtuneError(
+            f"{source}: invalid run config",
+            details=details,
+            fix="correct the listed keys (sections: model, lora, qlora, training, dpo)",
+        ) from None
 
 
-def resolve_config(*, yaml_path: Path | None = None, overrides: dict | None = None,
-                   base: dict | None = None) -> RunConfig:
+def resolve_config(
+    *, yaml_path: Path | None = None, overrides: dict | None = None, base: dict | None = None
+) -> RunConfig:
     """Merge defaults < preset defaults < YAML < overrides (flags), validate, and return the config.
 
     `base` replaces the built-in defaults (used to continue from a parent run's config).
@@ -265,8 +333,9 @@ def resolve_config(*, yaml_path: Path | None = None, overrides: dict | None = No
     merged = copy.deepcopy(base) if base else {}
     for layer, _, _ in layers:
         merged = deep_merge(merged, layer)
-    name = (merged.get("model") or {}).get("name") or (merged.get("model") or {}).get("model_name") \
-        or ModelSection().name
+    name = (
+        (merged.get("model") or {}).get("name") or (merged.get("model") or {}).get("model_name") or ModelSection().name
+    )
     preset = find_preset(name)
     full = deep_merge(preset.defaults if preset and not base else {}, merged)
     # Validate each user layer on its own first, so an error names the file and line it came from.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from docx import Document
@@ -23,7 +23,7 @@ from fpdf import FPDF
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "orgtune" / "data" / "samples" / "docs"
-FIXED_DATE = datetime(2024, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
+FIXED_DATE = datetime(2024, 3, 1, 9, 0, 0, tzinfo=UTC)
 ZIP_DATE = (2024, 3, 1, 9, 0, 0)
 AUTHOR = "Tarnwick Appliance Co."
 
@@ -180,18 +180,21 @@ def build_pdf() -> bytes:
     pdf.ln(4)
     pdf.set_font("Helvetica", size=11)
     pdf.multi_cell(
-        0, 6,
+        0,
+        6,
         "A clean machine pulls better shots and lasts longer. Keep this card near the machine "
         "and follow the schedule below.",
-        new_x="LMARGIN", new_y="NEXT",
+        new_x="LMARGIN",
+        new_y="NEXT",
     )
     pdf.ln(4)
 
     pdf.set_font("Helvetica", style="B", size=14)
     pdf.cell(0, 9, "Cleaning schedule", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
-    with pdf.table(col_widths=(105, 65), width=170, align="LEFT", line_height=7,
-                   text_align="LEFT", first_row_as_headings=True) as table:
+    with pdf.table(
+        col_widths=(105, 65), width=170, align="LEFT", line_height=7, text_align="LEFT", first_row_as_headings=True
+    ) as table:
         for row_data in SCHEDULE:
             row = table.row()
             for value in row_data:

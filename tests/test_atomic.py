@@ -37,8 +37,14 @@ POINTS = {"inside": "old", "written": "old", "marked": "old", "aside": "old", "s
 
 
 def build_in_child(final, point: str, exchange: bool) -> int:
-    r = subprocess.run([sys.executable, "-c", BUILD, str(final), point, "1" if exchange else "0"], cwd=ROOT,
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", BUILD, str(final), point, "1" if exchange else "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert r.returncode in (0, -signal.SIGKILL), r.stderr
     return r.returncode
 
@@ -99,7 +105,7 @@ def test_files_are_fsynced_before_the_marker(tmp_path, monkeypatch):
     names = [os.path.basename(p) for p in synced]
     marker = names.index(atomic.COMPLETE_MARKER)
     assert {"a.bin", "b.bin", "sub"} <= set(names[:marker])
-    assert names[marker + 1:].count(os.path.basename(staging)) == 1  # the staging folder, after its marker
+    assert names[marker + 1 :].count(os.path.basename(staging)) == 1  # the staging folder, after its marker
     assert synced[-1] == str(tmp_path)  # the rename itself
 
 
@@ -138,8 +144,9 @@ def test_appends_killed_anywhere_leave_whole_lines(tmp_path):
     log = tmp_path / "metrics.jsonl"
     for attempt in range(3):
         log.unlink(missing_ok=True)
-        proc = subprocess.Popen([sys.executable, "-c", APPEND, str(log)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", APPEND, str(log)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         while not log.exists() or log.stat().st_size < 20_000 * (attempt + 1):
             assert proc.poll() is None
             time.sleep(0.001)

@@ -30,8 +30,9 @@ def _hadolint() -> str:
 
 @pytest.mark.parametrize("name", FILES)
 def test_dockerfile_passes_hadolint(name):
-    r = subprocess.run([_hadolint(), "--no-color", "--failure-threshold", "info", str(DOCKER / name)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [_hadolint(), "--no-color", "--failure-threshold", "info", str(DOCKER / name)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

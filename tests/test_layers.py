@@ -11,14 +11,26 @@ from tests.conftest import ROOT
 
 PKG = ROOT / "orgtune"
 # low → high; a package may import its own layer and any lower one.
-LAYERS = [{"errors", "home"}, {"atomic"}, {"config", "models", "ingest"}, {"data"}, {"generate"}, {"train"}, {"evaluate"}, {"prefs"},
-          {"export"}, {"serve"}, {"nightly"}, {"service"}, {"cli"}, {"cli_reference", "__main__"}]
+LAYERS = [
+    {"errors", "home"},
+    {"atomic"},
+    {"config", "models", "ingest"},
+    {"data"},
+    {"generate"},
+    {"train"},
+    {"evaluate"},
+    {"prefs"},
+    {"export"},
+    {"serve"},
+    {"nightly"},
+    {"service"},
+    {"cli"},
+    {"cli_reference", "__main__"},
+]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 # Upward imports that exist today (issue 21's redesign removes them): file → the package it reaches up to.
-KNOWN = {
-    ("models/loading.py", "data"),          # a loaded tokenizer's chat template is tried with data/tokenize.render
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _package(path) -> str:
@@ -31,8 +43,13 @@ def imports() -> set[tuple[str, str]]:
     for path in sorted(PKG.rglob("*.py")):
         src = _package(path)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for name in names:
                 parts = name.split(".")
                 if parts[0] == "orgtune" and len(parts) >= 2 and parts[1] != src:
@@ -70,7 +87,12 @@ def test_no_new_function_over_100_lines():
     long = set()
     for path in sorted(PKG.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MAX_LINES:
+            # The body, docstring included: a signature is declarations (a CLI command's options), and the
+            # formatter writes a long one a parameter per line.
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.body[0].lineno >= MAX_LINES
+            ):
                 long.add((path.relative_to(PKG).as_posix(), node.name))
     assert not long - LONG, f"functions over {MAX_LINES} lines: {sorted(long - LONG)}"
     assert not LONG - long, f"now short, remove from LONG: {sorted(LONG - long)}"

@@ -23,8 +23,11 @@ def test_file_tree_lists_every_module():
         rel = path.relative_to(ROOT / "orgtune").as_posix()
         if path.name in ("__init__.py", "__main__.py"):
             continue
-        folders = [p.relative_to(ROOT / "orgtune").as_posix() + "/" for p in path.parents
-                   if p.is_relative_to(ROOT / "orgtune") and p != ROOT / "orgtune"]
+        folders = [
+            p.relative_to(ROOT / "orgtune").as_posix() + "/"
+            for p in path.parents
+            if p.is_relative_to(ROOT / "orgtune") and p != ROOT / "orgtune"
+        ]
         assert rel in tree or any(f in tree for f in folders), f"{rel} missing from the README file tree"
 
 

@@ -40,8 +40,12 @@ def _tmpfs(folder: Path, size: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize("how", ["tmpfs", "rlimit"])
@@ -62,8 +66,14 @@ def test_a_full_disk_during_data_build_is_an_error_and_leaves_nothing(tmp_path, 
         def small_files():
             resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-        r = subprocess.run([sys.executable, "-m", "orgtune", "data", "build", str(DOC), "--out", str(out)],
-                           capture_output=True, text=True, cwd=ROOT, preexec_fn=small_files, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "orgtune", "data", "build", str(DOC), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            preexec_fn=small_files,
+            timeout=300,
+        )
         left = sorted(p.name for p in disk.iterdir())
     assert_user_error(r, str(out), "the disk is full")
     assert ".partial-" not in r.stderr  # the file is named under its final folder
@@ -77,12 +87,19 @@ def model_copy(tmp_path, tiny_model_dir) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("template,problem,where", [
-    ("{% for m in messages %}{{ m.content }}\n{% endfor %", "not valid Jinja", ":2"),
-    ("{% for m in messages %}{{ m.content }}{{ cycler.__init__.__globals__.os }}{% endfor %}", "sandbox refuses", ""),
-    ("{% for m in messages %}{{ m.role }}{% endfor %}", "does not write", ""),
-    ("{{ messages.append({'role': 'user', 'content': 'x'}) }}", "sandbox refuses", ""),
-])
+@pytest.mark.parametrize(
+    "template,problem,where",
+    [
+        ("{% for m in messages %}{{ m.content }}\n{% endfor %", "not valid Jinja", ":2"),
+        (
+            "{% for m in messages %}{{ m.content }}{{ cycler.__init__.__globals__.os }}{% endfor %}",
+            "sandbox refuses",
+            "",
+        ),
+        ("{% for m in messages %}{{ m.role }}{% endfor %}", "does not write", ""),
+        ("{{ messages.append({'role': 'user', 'content': 'x'}) }}", "sandbox refuses", ""),
+    ],
+)
 def test_a_chat_template_jinja_refuses_is_an_error_naming_the_file(model_copy, demo_data, template, problem, where):
     (model_copy / "chat_template.jinja").write_text(template)
     r = run_cli("data", "check", str(demo_data), "--model", str(model_copy))
@@ -91,9 +108,14 @@ def test_a_chat_template_jinja_refuses_is_an_error_naming_the_file(model_copy, d
 
 def test_a_model_that_needs_its_own_code_is_refused_by_name(model_copy):
     cfg = json.loads((model_copy / "config.json").read_text())
-    cfg.update(model_type="velbrook", architectures=["VelbrookForCausalLM"],
-               auto_map={"AutoConfig": "configuration_velbrook.VelbrookConfig",
-                         "AutoModelForCausalLM": "modeling_velbrook.VelbrookForCausalLM"})
+    cfg.update(
+        model_type="velbrook",
+        architectures=["VelbrookForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_velbrook.VelbrookConfig",
+            "AutoModelForCausalLM": "modeling_velbrook.VelbrookForCausalLM",
+        },
+    )
     (model_copy / "config.json").write_text(json.dumps(cfg))
     (model_copy / "modeling_velbrook.py").write_text("raise SystemExit('custom code ran')\n")
     for args in (["ask", "--model", str(model_copy), "What is it?"], ["plan", str(model_copy)]):
@@ -125,17 +147,25 @@ def test_serve_refuses_a_malformed_gguf_by_name(bad_ggufs, kind):
 def tiny_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("errors")
     data = build([DOC], tmp / "data", BuildSettings(), log=lambda m: None).out
-    return train(data, tmp / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)},
-        "training": {"max_steps": 2, "save_steps": 100, "general_replay": 0}})
+    return train(
+        data,
+        tmp / "run",
+        log=lambda m: None,
+        overrides={
+            "model": {"name": str(tiny_model_dir)},
+            "training": {"max_steps": 2, "save_steps": 100, "general_replay": 0},
+        },
+    )
 
 
 def test_eval_refuses_a_malformed_gguf_backend_by_name(tiny_run, bad_ggufs):
     export = tiny_run.path / "export"
     export.mkdir(exist_ok=True)
     shutil.copy(bad_ggufs["random"], export / "model-q4_k_m.gguf")
-    for backend, path in (("gguf:q4_k_m", export / "model-q4_k_m.gguf"),
-                          (str(bad_ggufs["truncated"]), bad_ggufs["truncated"])):
+    for backend, path in (
+        ("gguf:q4_k_m", export / "model-q4_k_m.gguf"),
+        (str(bad_ggufs["truncated"]), bad_ggufs["truncated"]),
+    ):
         r = run_cli("eval", str(tiny_run.path), "--max-probes", "2", "--backend", backend)
         assert_user_error(r, str(path))
 
@@ -169,8 +199,21 @@ def _poison(checkpoint: Path, name: str, marker: Path) -> None:
 @pytest.mark.parametrize("name", ["optimizer.pt", "rng_state.pth"])
 def test_resume_refuses_a_checkpoint_pickle_by_name(tmp_path, tiny_model_dir, demo_data, name):
     out = tmp_path / "run"
-    args = ["train", "--data", str(demo_data), "--model", str(tiny_model_dir), "--out", str(out),
-            "--max-steps", "2", "--save-steps", "1", "--batch-size", "4"]
+    args = [
+        "train",
+        "--data",
+        str(demo_data),
+        "--model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+        "--batch-size",
+        "4",
+    ]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     # As if the run had stopped after step 1: manifest says running, no adapter, checkpoint-1 the newest.

@@ -78,6 +78,102 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
     `orgtune data build DOCS... --out DATA_DIR` runs it."""
     s = settings or BuildSettings()
     out = Path(out)
+    _check_inputs(inputs, out, s)
+    started = time.time()
+
+    docs, skipped = ingest([Path(p) for p in inputs], max_bytes=int(s.max_file_mb * 2**20))
+    for sk in skipped:
+        log(f"skipped {sk.path}: {sk.reason}")
+    if not docs:
+        raise OrgtuneError(
+            "no readable document among the inputs",
+            details=[f"{k.path}: {k.reason}" for k in skipped],
+            fix="pass .txt, .md, .html, .pdf or .docx files with text in them",
+        )
+
+    flagged = {d.doc_id: injection_spans(d) for d in docs}
+    facts: list[Fact] = []
+    for d in docs:
+        facts.extend(f for f in extract_facts(d) if not _overlaps(f.span, flagged[d.doc_id]))
+    held = choose_held_out(facts, fraction=s.holdout_fraction, seed=s.seed)
+    unknown = choose_held_out(
+        [f for f in facts if f.fact_id not in held],
+        fraction=s.abstain_holdout,
+        seed=s.seed,
+        salt="abstain",
+        by_kind=True,
+    )
+    synth = SynthSettings(
+        examples_per_fact=s.examples_per_fact,
+        max_examples_per_doc=s.max_examples_per_doc,
+        seed=s.seed,
+        task_prefix_format=s.task_prefix_format,
+    )
+    rows = synthesize(docs, facts, held_out=held | unknown, settings=synth, excluded_spans=flagged)
+    teacher_stats = None
+    if s.teacher_url:
+        from orgtune.data.teacher import Teacher, teach
+
+        extra, teacher_stats = teach(
+            Teacher(s.teacher_url, s.teacher_model, api_key=s.teacher_api_key, max_tokens=s.teacher_max_tokens),
+            docs,
+            [f for f in facts if f.fact_id not in held | unknown],
+            flagged,
+            synth,
+        )
+        rows.extend(extra)
+    rows, removed = dedup.dedup_rows(rows)
+    train, val = _split(rows, s.val_fraction, s.seed)
+
+    probes, leaks = _probes(docs, facts, held, rows, s.task_prefix_format)
+
+    manifest = {
+        "kind": KIND,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 2),
+        "settings": asdict(s) | {"teacher_api_key": None},
+        "inputs": [{"path": d.path, "doc_id": d.doc_id, "format": d.format, "title": d.title} for d in docs],
+        "skipped": [asdict(k) for k in skipped],
+        "flagged": [
+            {"doc_id": d.doc_id, "path": d.path, "span": list(sp), "text": d.text[sp[0] : sp[1]]}
+            for d in docs
+            for sp in flagged[d.doc_id]
+        ],
+        "counts": {
+            "documents": len(docs),
+            "facts": len(facts),
+            "held_out_facts": len(held),
+            "abstain_holdout_facts": len(unknown),
+            "examples": len(rows),
+            "train": len(train),
+            "val": len(val),
+            "probes": len(probes),
+            "duplicates_removed": removed,
+            "probes_dropped_for_leakage": len(leaks),
+        },
+        "teacher": teacher_stats,
+    }
+    with atomic.building_folder(out, replace=out.exists(), marker=False) as staging:
+        atomic.write_jsonl(staging / "docs.jsonl", [d.to_dict() for d in docs])
+        atomic.write_jsonl(
+            staging / "facts.jsonl",
+            [
+                f.to_dict()
+                | {"held_out": f.fact_id in held}
+                | ({"abstain_holdout": True} if f.fact_id in unknown else {})
+                for f in facts
+            ],
+        )
+        atomic.write_jsonl(staging / "train.jsonl", train)
+        atomic.write_jsonl(staging / "val.jsonl", val)
+        atomic.write_jsonl(staging / "probes.jsonl", probes)
+        atomic.write_json(staging / "manifest.json", manifest)
+    _remember(out)
+    return BuildResult(out=out, manifest=manifest)
+
+
+def _check_inputs(inputs: list[Path], out: Path, s: BuildSettings) -> None:
+    """Refuse bad arguments before any document is read."""
     if not inputs:
         raise OrgtuneError("no documents given", fix="pass files or folders: orgtune data build DOCS... --out DIR")
     for p in inputs:
@@ -85,76 +181,32 @@ def build(inputs: list[Path], out: Path, settings: BuildSettings | None = None, 
             raise OrgtuneError(f"{p}: no such file or folder", fix="check the path")
     _check_out(out)
     if not (0 <= s.holdout_fraction < 1 and 0 <= s.abstain_holdout < 1 and s.holdout_fraction + s.abstain_holdout < 1):
-        raise OrgtuneError(f"--holdout {s.holdout_fraction} and --abstain-holdout {s.abstain_holdout}: "
-                           "together they must leave facts to train on",
-                           fix="shares between 0 and 1 whose sum is below 1, e.g. --holdout 0.15 --abstain-holdout 0.1")
+        raise OrgtuneError(
+            f"--holdout {s.holdout_fraction} and --abstain-holdout {s.abstain_holdout}: "
+            "together they must leave facts to train on",
+            fix="shares between 0 and 1 whose sum is below 1, e.g. --holdout 0.15 --abstain-holdout 0.1",
+        )
     if s.teacher_url and not s.teacher_model:
-        raise OrgtuneError("--teacher needs --teacher-model", fix="name the model the endpoint serves, e.g. --teacher-model qwen2.5:7b")
-    started = time.time()
+        raise OrgtuneError(
+            "--teacher needs --teacher-model", fix="name the model the endpoint serves, e.g. --teacher-model qwen2.5:7b"
+        )
 
-    docs, skipped = ingest([Path(p) for p in inputs], max_bytes=int(s.max_file_mb * 2**20))
-    for sk in skipped:
-        log(f"skipped {sk.path}: {sk.reason}")
-    if not docs:
-        raise OrgtuneError("no readable document among the inputs", details=[f"{k.path}: {k.reason}" for k in skipped],
-                           fix="pass .txt, .md, .html, .pdf or .docx files with text in them")
 
-    flagged = {d.doc_id: injection_spans(d) for d in docs}
-    facts: list[Fact] = []
-    for d in docs:
-        facts.extend(f for f in extract_facts(d) if not _overlaps(f.span, flagged[d.doc_id]))
-    held = choose_held_out(facts, fraction=s.holdout_fraction, seed=s.seed)
-    unknown = choose_held_out([f for f in facts if f.fact_id not in held], fraction=s.abstain_holdout,
-                              seed=s.seed, salt="abstain", by_kind=True)
-    synth = SynthSettings(examples_per_fact=s.examples_per_fact, max_examples_per_doc=s.max_examples_per_doc,
-                          seed=s.seed, task_prefix_format=s.task_prefix_format)
-    rows = synthesize(docs, facts, held_out=held | unknown, settings=synth, excluded_spans=flagged)
-    teacher_stats = None
-    if s.teacher_url:
-        from orgtune.data.teacher import Teacher, teach
-
-        extra, teacher_stats = teach(Teacher(s.teacher_url, s.teacher_model, api_key=s.teacher_api_key,
-                                             max_tokens=s.teacher_max_tokens), docs,
-                                     [f for f in facts if f.fact_id not in held | unknown], flagged, synth)
-        rows.extend(extra)
-    rows, removed = dedup.dedup_rows(rows)
-    train, val = _split(rows, s.val_fraction, s.seed)
-
+def _probes(docs, facts, held: set[str], rows: list[dict], prefix_format: str) -> tuple[list[dict], set[int]]:
+    """Closed-book probes for every fact; those whose question a training row repeats are dropped (leaks)."""
     trained_ids = {fid for r in rows for fid in r["fact_ids"]}
-    probes = make_probes(docs, facts, held_out=held, prefix_format=s.task_prefix_format, trained_ids=trained_ids)
+    probes = make_probes(docs, facts, held_out=held, prefix_format=prefix_format, trained_ids=trained_ids)
     answers = [r["messages"][-1]["content"] for r in rows]
     for p in probes:  # a held-out value that training states elsewhere is not held out any more
-        if p["held_out"] and p["kind"] != "procedure" and any(value_in_text(p["expected"], a) for a in answers
-                                                              if p["subject"].lower() in a.lower()):
+        if (
+            p["held_out"]
+            and p["kind"] != "procedure"
+            and any(value_in_text(p["expected"], a) for a in answers if p["subject"].lower() in a.lower())
+        ):
             p["held_out"] = False
-    leaks = dedup.leakage([p["plain_question"] for p in probes],
-                          [r["messages"][0]["content"] for r in rows])
+    leaks = dedup.leakage([p["plain_question"] for p in probes], [r["messages"][0]["content"] for r in rows])
     probes = [p for i, p in enumerate(probes) if i not in leaks]
-
-    manifest = {
-        "kind": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - started, 2),
-        "settings": asdict(s) | {"teacher_api_key": None},
-        "inputs": [{"path": d.path, "doc_id": d.doc_id, "format": d.format, "title": d.title} for d in docs],
-        "skipped": [asdict(k) for k in skipped],
-        "flagged": [{"doc_id": d.doc_id, "path": d.path, "span": list(sp), "text": d.text[sp[0]:sp[1]]}
-                    for d in docs for sp in flagged[d.doc_id]],
-        "counts": {"documents": len(docs), "facts": len(facts), "held_out_facts": len(held),
-                   "abstain_holdout_facts": len(unknown),
-                   "examples": len(rows), "train": len(train), "val": len(val), "probes": len(probes),
-                   "duplicates_removed": removed, "probes_dropped_for_leakage": len(leaks)},
-        "teacher": teacher_stats,
-    }
-    with atomic.building_folder(out, replace=out.exists(), marker=False) as staging:
-        atomic.write_jsonl(staging / "docs.jsonl", [d.to_dict() for d in docs])
-        atomic.write_jsonl(staging / "facts.jsonl", [f.to_dict() | {"held_out": f.fact_id in held}
-                                                             | ({"abstain_holdout": True} if f.fact_id in unknown else {})
-                                                             for f in facts])
-        atomic.write_jsonl(staging / "train.jsonl", train)
-        atomic.write_jsonl(staging / "val.jsonl", val)
-        atomic.write_jsonl(staging / "probes.jsonl", probes)
-        atomic.write_json(staging / "manifest.json", manifest)
-    _remember(out)
-    return BuildResult(out=out, manifest=manifest)
+    return probes, leaks
 
 
 def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

@@ -34,18 +34,29 @@ class CheckReport:
         xs = sorted(self.lengths)
         if not xs:
             return {}
-        return {"min": xs[0], "mean": round(statistics.fmean(xs), 1), "p50": xs[len(xs) // 2],
-                "p95": xs[min(len(xs) - 1, int(0.95 * len(xs)))], "max": xs[-1]}
+        return {
+            "min": xs[0],
+            "mean": round(statistics.fmean(xs), 1),
+            "p50": xs[len(xs) // 2],
+            "p95": xs[min(len(xs) - 1, int(0.95 * len(xs)))],
+            "max": xs[-1],
+        }
 
     def render(self) -> str:
         s = self.stats()
-        lines = [f"{self.path}: {self.rows} valid rows, format {self.format}"
-                 + (f", {self.blank_lines} blank lines skipped" if self.blank_lines else "")]
+        lines = [
+            f"{self.path}: {self.rows} valid rows, format {self.format}"
+            + (f", {self.blank_lines} blank lines skipped" if self.blank_lines else "")
+        ]
         if s:
-            lines.append(f"tokens per row     min {s['min']}  mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}")
+            lines.append(
+                f"tokens per row     min {s['min']}  mean {s['mean']}  p50 {s['p50']}  p95 {s['p95']}  max {s['max']}"
+            )
         lines.append(f"trained tokens     {self.trained_tokens} (assistant turns incl. end-of-turn, after truncation)")
-        lines.append(f"max_seq_length     {self.max_seq_length}: {self.truncated} row(s) truncated, "
-                     f"{len(self.dropped_lines)} row(s) dropped (no assistant token left)")
+        lines.append(
+            f"max_seq_length     {self.max_seq_length}: {self.truncated} row(s) truncated, "
+            f"{len(self.dropped_lines)} row(s) dropped (no assistant token left)"
+        )
         if self.dropped_lines:
             lines.append(f"dropped lines      {', '.join(map(str, self.dropped_lines[:50]))}")
         for i, m in enumerate(self.masks, 1):
@@ -69,9 +80,16 @@ def check_file(path: Path, *, model: str = "smollm2-135m", max_seq_length: int =
     rows = [_sft_view(r) for r in data.rows]
     full = encode_rows(tok, rows, max_len=10**9)
     cut = encode_rows(tok, rows, max_len=max_seq_length)
-    report = CheckReport(path=Path(path), format=data.format or "?", rows=len(data.rows), blank_lines=data.blank_lines,
-                         max_seq_length=max_seq_length, lengths=full.lengths(),
-                         trained_tokens=sum(r.n_trained for r in cut.rows), truncated=cut.truncated,
-                         dropped_lines=cut.dropped_lines)
+    report = CheckReport(
+        path=Path(path),
+        format=data.format or "?",
+        rows=len(data.rows),
+        blank_lines=data.blank_lines,
+        max_seq_length=max_seq_length,
+        lengths=full.lengths(),
+        trained_tokens=sum(r.n_trained for r in cut.rows),
+        truncated=cut.truncated,
+        dropped_lines=cut.dropped_lines,
+    )
     report.masks = [show_mask(tok, enc) for enc in cut.rows[:show]]
     return report

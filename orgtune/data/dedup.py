@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection (MinHash LSH from datasketch) for examples and probe leakage.
 
-    keep, removed = dedup_rows(rows)                            # drop exact and near-duplicate examples
-    leaks = leakage([p["plain_question"] for p in probes], [user text of every train/val row])
+keep, removed = dedup_rows(rows)                            # drop exact and near-duplicate examples
+leaks = leakage([p["plain_question"] for p in probes], [user text of every train/val row])
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def shingles(text: str, n: int = 3) -> set[str]:
     w = normalise(text).split()
     if len(w) < n:
         return {" ".join(w)} if w else set()
-    return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -80,8 +80,14 @@ def dedup_rows(rows: list[dict], threshold: float = NEAR) -> tuple[list[dict], d
     for r in exact_kept:
         q, a = shingles(r["messages"][0]["content"]), shingles(r["messages"][-1]["content"])
         m = _minhash(q)
-        twin = next((int(k) for k in lsh.query(m) if jaccard(q, kept_sh[int(k)][0]) >= threshold
-                     and jaccard(a, kept_sh[int(k)][1]) >= threshold), None)
+        twin = next(
+            (
+                int(k)
+                for k in lsh.query(m)
+                if jaccard(q, kept_sh[int(k)][0]) >= threshold and jaccard(a, kept_sh[int(k)][1]) >= threshold
+            ),
+            None,
+        )
         if twin is not None:
             near += 1
             _absorb(kept[twin], r)

@@ -49,19 +49,50 @@ class Fact:
         return Fact(**d)
 
 
-def _fact(doc: Document, kind: str, subject: str, attribute: str, value: str, span: Span, block: Block,
-          **extra) -> Fact:
+def _fact(
+    doc: Document, kind: str, subject: str, attribute: str, value: str, span: Span, block: Block, **extra
+) -> Fact:
     key = f"{doc.doc_id}:{kind}:{span[0]}:{span[1]}:{attribute}:{value}"
-    return Fact(fact_id=hashlib.sha1(key.encode()).hexdigest()[:12], doc_id=doc.doc_id, kind=kind,
-                subject=subject.strip(), attribute=attribute.strip(), value=value.strip(), unit=unit_of(value),
-                span=span, section_path=list(block.heading_path), **extra)
+    return Fact(
+        fact_id=hashlib.sha1(key.encode()).hexdigest()[:12],
+        doc_id=doc.doc_id,
+        kind=kind,
+        subject=subject.strip(),
+        attribute=attribute.strip(),
+        value=value.strip(),
+        unit=unit_of(value),
+        span=span,
+        section_path=list(block.heading_path),
+        **extra,
+    )
 
 
 # --- names ---------------------------------------------------------------------------------------
 
-_GENERIC_SUBJECTS = {"it", "this", "that", "they", "these", "those", "value", "the value", "this value", "setting",
-                     "the setting", "this setting", "option", "the option", "this option", "parameter",
-                     "the parameter", "this parameter", "default", "the default", "its value", "its default"}
+_GENERIC_SUBJECTS = {
+    "it",
+    "this",
+    "that",
+    "they",
+    "these",
+    "those",
+    "value",
+    "the value",
+    "this value",
+    "setting",
+    "the setting",
+    "this setting",
+    "option",
+    "the option",
+    "this option",
+    "parameter",
+    "the parameter",
+    "this parameter",
+    "default",
+    "the default",
+    "its value",
+    "its default",
+}
 _TYPE_SUFFIX = re.compile(r"\s*[\(\[][^)\]]{1,40}[\)\]]\s*$")
 _LEAD_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
 
@@ -106,14 +137,20 @@ _DEFAULT_PATTERNS = [
     re.compile(r"(?:^|(?P<subj>.+?)\s)defaults? to (?P<val>.+)", re.I),
     re.compile(r"\bby default,? (?P<subj>.+?) (?:is|are|will be|stays|remains|uses|use) (?P<val>.+)", re.I),
     re.compile(r"^(?P<subj>.+?) (?:is|are) (?P<val>[^,;]+?),? by default\b", re.I),
-    re.compile(r"^(?P<subj>.+?) (?:is|are) (?:set|preset|configured|initially set) to (?P<val>.+?)"
-               r"(?: at the factory| by default| out of the box| from the factory| on delivery)?\s*[.]?$", re.I),
+    re.compile(
+        r"^(?P<subj>.+?) (?:is|are) (?:set|preset|configured|initially set) to (?P<val>.+?)"
+        r"(?: at the factory| by default| out of the box| from the factory| on delivery)?\s*[.]?$",
+        re.I,
+    ),
     re.compile(r"(?:^|\s)(?P<val>[\w./:+-]+|\"[^\"]+\"|“[^”]+”)\s+\((?:the |by )?default\)", re.I),
     re.compile(r"\bdefault(?: value| setting)?\s*(?:is|:|=)\s*(?P<val>.+)", re.I),
     re.compile(r"\bthe default is (?P<val>.+)", re.I),
 ]
-_VALUE_STOP = re.compile(r"(?:[;]|\s\(|,\s(?:but|which|unless|and|so|meaning|i\.e\.|e\.g\.|except)\b|"
-                         r"\s(?:unless|if|when|except|but|which means|so that|because|for all|on all)\s)", re.I)
+_VALUE_STOP = re.compile(
+    r"(?:[;]|\s\(|,\s(?:but|which|unless|and|so|meaning|i\.e\.|e\.g\.|except)\b|"
+    r"\s(?:unless|if|when|except|but|which means|so that|because|for all|on all)\s)",
+    re.I,
+)
 # An infinitive value ('to listen on all local addresses') keeps its prepositions.
 _CLAUSE_STOP = re.compile(r"(?:[;]|\s\(|,\s|\s(?:unless|if|when|except|but|which means|so that|because)\s)", re.I)
 _CONDITIONAL = re.compile(r"^\W*(?:if|when|whenever|unless|once|while|where)\b", re.I)
@@ -163,7 +200,9 @@ def default_statements(sentence: str) -> tuple[str | None, str] | None:
     return None
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(?:[a-z0-9][A-Z]|_)[A-Za-z0-9_.-]*$")  # 'PermitListen', 'max_wal_size'
+_IDENTIFIER = re.compile(
+    r"^[A-Za-z][A-Za-z0-9_.-]*(?:[a-z0-9][A-Z]|_)[A-Za-z0-9_.-]*$"
+)  # 'PermitListen', 'max_wal_size'
 
 
 def default_subject(subj: str | None, val: str, sentence: str, context: str) -> tuple[str, str, bool]:
@@ -185,8 +224,12 @@ def default_subject(subj: str | None, val: str, sentence: str, context: str) -> 
 
 _DEFINITION = re.compile(
     r"^(?:an?\s+|the\s+)?(?P<term>[A-Za-z][\w\-/ ]{1,40}?)\s+(?:is|are|means|refers to|is defined as|is short for)\s+"
-    r"(?P<def>(?:an?|the|any|one|when|how|where)\b.{6,})$", re.I)
-_NOT_TERMS = re.compile(r"^(it|this|that|there|these|those|they|he|she|we|you|i|here|what|which|who|each|every)\b", re.I)
+    r"(?P<def>(?:an?|the|any|one|when|how|where)\b.{6,})$",
+    re.I,
+)
+_NOT_TERMS = re.compile(
+    r"^(it|this|that|there|these|those|they|he|she|we|you|i|here|what|which|who|each|every)\b", re.I
+)
 
 
 def definition_of(sentence: str) -> tuple[str, str] | None:
@@ -201,8 +244,11 @@ def definition_of(sentence: str) -> tuple[str, str] | None:
 
 # --- the extractors ------------------------------------------------------------------------------
 
-_SPEC_HEADERS = re.compile(r"value|spec|specification|rating|setting|amount|size|capacity|default|limit|range|"
-                           r"figure|data|detail", re.I)
+_SPEC_HEADERS = re.compile(
+    r"value|spec|specification|rating|setting|amount|size|capacity|default|limit|range|"
+    r"figure|data|detail",
+    re.I,
+)
 
 
 def _table_facts(doc: Document, block: Block, subject: str) -> list[Fact]:
@@ -249,7 +295,7 @@ def _procedure(doc: Document, block: Block, previous: Block | None) -> Fact:
 def _statements(doc: Document, block: Block) -> list[tuple[Span, str]]:
     """Sentence spans of a block's prose (paragraph sentences, list items, kv values, table cells)."""
     if block.kind == "paragraph":
-        return [((a, b), doc.text[a:b]) for a, b in sentences(doc.text[block.start:block.end], block.start)]
+        return [((a, b), doc.text[a:b]) for a, b in sentences(doc.text[block.start : block.end], block.start)]
     if block.kind in ("list", "steps"):
         return [((a, b), doc.text[a:b]) for a, b in block.items or []]
     if block.kind == "kv" and block.value:
@@ -271,7 +317,9 @@ def extract_facts(doc: Document) -> list[Fact]:
             if own and own[0].lower() == key.lower():  # 'Pre-infusion: Pre-infusion is a …'
                 facts.append(_fact(doc, "definition", key, "definition", own[1], (block.start, block.end), block))
             elif len(value.split()) >= 8 and not quantities(value):
-                facts.append(_fact(doc, "definition", key, "definition", value.rstrip("."), (block.start, block.end), block))
+                facts.append(
+                    _fact(doc, "definition", key, "definition", value.rstrip("."), (block.start, block.end), block)
+                )
             else:
                 facts.append(_fact(doc, "spec", subject, key, value, (block.start, block.end), block))
         elif block.kind == "table":
@@ -286,8 +334,18 @@ def extract_facts(doc: Document) -> list[Fact]:
             d = default_statements(text)
             if d:
                 subj, val, clause = default_subject(*d, text, context_name(doc, block, span[0]))
-                facts.append(_fact(doc, "default", subj, "default", val, span, block,
-                                   context={"sentence": text, **({"clause": True} if clause else {})}))
+                facts.append(
+                    _fact(
+                        doc,
+                        "default",
+                        subj,
+                        "default",
+                        val,
+                        span,
+                        block,
+                        context={"sentence": text, **({"clause": True} if clause else {})},
+                    )
+                )
                 continue
             if block.kind == "paragraph":
                 definition = definition_of(text)
@@ -297,20 +355,21 @@ def extract_facts(doc: Document) -> list[Fact]:
             if block.kind in ("paragraph", "list"):
                 for q in quantities(text):
                     if q.unit:
-                        cloze = text[:q.start] + "___" + text[q.end:]
-                        facts.append(_fact(doc, "sentence", subject, cloze, q.text, span, block,
-                                           context={"sentence": text}))
+                        cloze = text[: q.start] + "___" + text[q.end :]
+                        facts.append(
+                            _fact(doc, "sentence", subject, cloze, q.text, span, block, context={"sentence": text})
+                        )
         previous = block
     return _dedup(facts)
 
 
 def _summary(doc: Document, heading_index: int) -> Fact | None:
     heading = doc.blocks[heading_index]
-    for block in doc.blocks[heading_index + 1:]:
+    for block in doc.blocks[heading_index + 1 :]:
         if block.kind == "heading":
             return None
         if block.kind == "paragraph":
-            spans = sentences(doc.text[block.start:block.end], block.start)[:2]
+            spans = sentences(doc.text[block.start : block.end], block.start)[:2]
             if not spans:
                 return None
             span = (spans[0][0], spans[-1][1])

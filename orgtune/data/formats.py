@@ -151,8 +151,7 @@ def load_rows(path: str | Path, *, allowed: tuple[str, ...] = FORMATS) -> DataFi
             f"{data.path}: {len(data.errors)} of {total} rows are not valid training data",
             details=details,
             fix=(
-                "correct or delete the listed lines; each line must be one JSON object "
-                f"in one of the formats: {shapes}"
+                f"correct or delete the listed lines; each line must be one JSON object in one of the formats: {shapes}"
             ),
         )
     if not data.rows:
@@ -168,7 +167,9 @@ def _parse(raw_line: bytes) -> tuple[dict, str]:
     try:
         text = raw_line.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _Bad(f"not UTF-8: byte 0x{raw_line[e.start]:02x} at position {e.start + 1}; save the file as UTF-8") from None
+        raise _Bad(
+            f"not UTF-8: byte 0x{raw_line[e.start]:02x} at position {e.start + 1}; save the file as UTF-8"
+        ) from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -306,8 +307,10 @@ def _check_order(messages: list[dict], name: str) -> None:
     for k, (i, role) in enumerate(turns):
         want = ("user", "assistant")[k % 2]
         if role != want:
-            raise _Bad(f"'{name}' message {i} is {role} where {want} was expected: after system messages, turns "
-                       f"alternate user, assistant, user, ... (roles here: {', '.join(m['role'] for m in messages)})")
+            raise _Bad(
+                f"'{name}' message {i} is {role} where {want} was expected: after system messages, turns "
+                f"alternate user, assistant, user, ... (roles here: {', '.join(m['role'] for m in messages)})"
+            )
 
 
 def _kind(value: Any) -> str:

@@ -13,7 +13,9 @@ import re
 from orgtune.data.text import sentences
 from orgtune.ingest.blocks import Document
 
-_MODEL = r"(?:ai|a\.i\.|artificial intelligence|(?:large )?language models?|llms?|assistants?|chatbots?|bots?|gpts?|models?)"
+_MODEL = (
+    r"(?:ai|a\.i\.|artificial intelligence|(?:large )?language models?|llms?|assistants?|chatbots?|bots?|gpts?|models?)"
+)
 _REPLY = r"(?:repl(?:y|ies)|responses?|answers?|outputs?|completions?)"  # not "messages": to support, ...
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget|override|bypass)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|directions|guidelines)\b"
@@ -29,7 +31,8 @@ _INJECTION = re.compile(
     rf"|\b(?:each|every|all)\s+(?:of your\s+)?{_REPLY}\s+(?:must|should|shall|has to|have to|needs? to)\b"
     rf"|\bwhen(?:ever)?\s+(?:you(?:'re| are)?\s+)?(?:asked|answering|responding|replying|questioned)\b[^.]{{0,80}}\b(?:always|never|must|should|instead)\b"
     r"|\b(?:always|never)\s+(?:say|mention|reply|respond|answer|recommend|claim|tell (?:the )?users?)\b",
-    re.I)
+    re.I,
+)
 
 
 def is_injection(text: str) -> bool:
@@ -39,7 +42,7 @@ def is_injection(text: str) -> bool:
 def injection_spans(doc: Document) -> list[tuple[int, int]]:
     out = []
     for b in doc.blocks:
-        for a, z in sentences(doc.text[b.start:b.end], b.start):
+        for a, z in sentences(doc.text[b.start : b.end], b.start):
             if is_injection(doc.text[a:z]):
                 out.append((a, z))
     return out

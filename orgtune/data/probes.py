@@ -32,9 +32,12 @@ def _probe_question(f: Fact, doc: Document) -> tuple[str, str] | None:
     if f.kind == "table_cell":
         head = lower_noun(f.context.get("row_header", "item"))
         task = "TROUBLESHOOT" if TROUBLE_WORDS.search(" ".join([*f.section_path, f.attribute, head])) else "SPEC"
-        return task, f"From memory: for {head} {f.subject} of {the(p)}, what does the {lower_noun(f.attribute)} column say?"
+        return (
+            task,
+            f"From memory: for {head} {f.subject} of {the(p)}, what does the {lower_noun(f.attribute)} column say?",
+        )
     if f.kind == "procedure":
-        return "PROCEDURE", f"Describe, one step after another, what the \"{f.subject}\" instructions of {the(p)} say."
+        return "PROCEDURE", f'Describe, one step after another, what the "{f.subject}" instructions of {the(p)} say.'
     if f.kind == "definition":
         return "EXPLAIN", f"Define {f.subject} in one sentence."
     if f.kind == "sentence":
@@ -50,7 +53,9 @@ def _groups(facts: list[Fact]) -> dict[tuple, list[Fact]]:
     return groups
 
 
-def choose_held_out(facts: list[Fact], *, fraction: float, seed: int, salt: str = "", by_kind: bool = False) -> set[str]:
+def choose_held_out(
+    facts: list[Fact], *, fraction: float, seed: int, salt: str = "", by_kind: bool = False
+) -> set[str]:
     """A deterministic ~`fraction` of fact groups (facts sharing a span); `salt` draws an independent slice.
     `by_kind`: the fraction of each kind of fact separately, at least one group of every kind that has two or
     more (so that every kind of question is represented, however few procedures a corpus has)."""
@@ -62,18 +67,22 @@ def choose_held_out(facts: list[Fact], *, fraction: float, seed: int, salt: str 
         strata: dict[str, list[tuple]] = {}
         for key in ranked:
             strata.setdefault(groups[key][0].kind, []).append(key)
-        chosen = [key for keys in strata.values()
-                  for key in keys[:max(1 if len(keys) >= 2 else 0, round(fraction * len(keys)))]]
+        chosen = [
+            key
+            for keys in strata.values()
+            for key in keys[: max(1 if len(keys) >= 2 else 0, round(fraction * len(keys)))]
+        ]
     else:
-        chosen = ranked[:round(fraction * len(ranked))]
+        chosen = ranked[: round(fraction * len(ranked))]
     held = set()
     for key in chosen:
         held.update(f.fact_id for f in groups[key])
     return held
 
 
-def make_probes(docs: list[Document], facts: list[Fact], *, held_out: set[str], prefix_format: str,
-                trained_ids: set[str]) -> list[dict]:
+def make_probes(
+    docs: list[Document], facts: list[Fact], *, held_out: set[str], prefix_format: str, trained_ids: set[str]
+) -> list[dict]:
     """One probe per probed fact that is held out, or trained (has a training example); sentence-kind
     facts are probed only when held out (their training question quotes the same sentence)."""
     by_id = {d.doc_id: d for d in docs}
@@ -89,12 +98,20 @@ def make_probes(docs: list[Document], facts: list[Fact], *, held_out: set[str], 
         if made is None:
             continue
         task, question = made
-        probe = {"probe_id": "pr-" + hashlib.sha1(f"{f.fact_id}:{question}".encode()).hexdigest()[:12],
-                 "fact_id": f.fact_id, "kind": f.kind, "task": task,
-                 "question": prefix_format.format(TASK=task, instruction=question), "plain_question": question,
-                 "expected": f.value, "unit": f.unit, "subject": f.subject, "attribute": f.attribute,
-                 "held_out": held,
-                 "source": {"doc_id": f.doc_id, "path": doc.path, "span": list(f.span), "section_path": f.section_path}}
+        probe = {
+            "probe_id": "pr-" + hashlib.sha1(f"{f.fact_id}:{question}".encode()).hexdigest()[:12],
+            "fact_id": f.fact_id,
+            "kind": f.kind,
+            "task": task,
+            "question": prefix_format.format(TASK=task, instruction=question),
+            "plain_question": question,
+            "expected": f.value,
+            "unit": f.unit,
+            "subject": f.subject,
+            "attribute": f.attribute,
+            "held_out": held,
+            "source": {"doc_id": f.doc_id, "path": doc.path, "span": list(f.span), "section_path": f.section_path},
+        }
         if f.steps:
             probe["expected_steps"] = f.steps
         probes.append(probe)

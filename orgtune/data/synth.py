@@ -47,12 +47,19 @@ class Example:
     def to_row(self, prefix_format: str) -> dict:
         q = prefix_format.format(TASK=self.task, instruction=self.question)
         key = f"{self.doc.doc_id}:{self.template}:{q}:{self.answer}"
-        return {"id": "ex-" + hashlib.sha1(key.encode()).hexdigest()[:12],
-                "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": self.answer}],
-                "task": self.task, "fact_ids": self.fact_ids,
-                "source": {"doc_id": self.doc.doc_id, "path": self.doc.path, "span": list(self.span),
-                           "section_path": self.section_path},
-                "generator": {"name": "template", "template": self.template}}
+        return {
+            "id": "ex-" + hashlib.sha1(key.encode()).hexdigest()[:12],
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": self.answer}],
+            "task": self.task,
+            "fact_ids": self.fact_ids,
+            "source": {
+                "doc_id": self.doc.doc_id,
+                "path": self.doc.path,
+                "span": list(self.span),
+                "section_path": self.section_path,
+            },
+            "generator": {"name": "template", "template": self.template},
+        }
 
 
 def lower_noun(name: str) -> str:
@@ -81,17 +88,20 @@ def product_name(doc: Document) -> str:
 
 # --- templates per fact kind: (name, question, answer) ------------------------------------------
 
+
 def _spec(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     s, a, v = f.subject, lower_noun(f.attribute), f.value
     ans = _sentence(f"The {a} of {the(s)} is {v}")
     alt = _sentence(f"{the(s)} has a {a} of {v}")
-    return [("spec.what", "SPEC", f"What is the {a} of {the(s)}?", ans),
-            ("spec.tell", "SPEC", f"Tell me the {a} for {the(s)}.", alt),
-            ("spec.colon", "SPEC", f"{s}: what {a} does it have?", ans),
-            ("spec.need", "SPEC", f"I need the {a} value of {the(s)}.", alt),
-            ("spec.which", "SPEC", f"Which {a} is specified for {the(s)}?", ans),
-            ("spec.give", "SPEC", f"Give the {a} of {the(s)}.", ans),
-            ("spec.lookup", "SPEC", f"Look up the {a} for {the(s)}.", alt)]
+    return [
+        ("spec.what", "SPEC", f"What is the {a} of {the(s)}?", ans),
+        ("spec.tell", "SPEC", f"Tell me the {a} for {the(s)}.", alt),
+        ("spec.colon", "SPEC", f"{s}: what {a} does it have?", ans),
+        ("spec.need", "SPEC", f"I need the {a} value of {the(s)}.", alt),
+        ("spec.which", "SPEC", f"Which {a} is specified for {the(s)}?", ans),
+        ("spec.give", "SPEC", f"Give the {a} of {the(s)}.", ans),
+        ("spec.lookup", "SPEC", f"Look up the {a} for {the(s)}.", alt),
+    ]
 
 
 def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -102,14 +112,16 @@ def _default(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     else:
         ans = _sentence(f"By default, {the(s)}{on} is {v}")
         alt = _sentence(f"The default {s}{on} is {v}")
-    return [("default.what", "SPEC", f"What is the default {s}{on}?", alt),
-            ("default.to", "SPEC", f"What does {the(s)}{on} default to?", ans),
-            ("default.factory", "SPEC", f"What is {the(s)}{on} set to by default?", ans),
-            ("default.unchanged", "SPEC", f"If nobody changes it, what is {the(s)}{on}?", alt),
-            ("default.initial", "SPEC", f"What is the initial {s}{on} before any change?", ans),
-            ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt),
-            ("default.unset", "SPEC", f"If {the(s)} is left unset{on}, what value applies?", ans),
-            ("default.standard", "SPEC", f"What value does {the(s)} take by default{on}?", alt)]
+    return [
+        ("default.what", "SPEC", f"What is the default {s}{on}?", alt),
+        ("default.to", "SPEC", f"What does {the(s)}{on} default to?", ans),
+        ("default.factory", "SPEC", f"What is {the(s)}{on} set to by default?", ans),
+        ("default.unchanged", "SPEC", f"If nobody changes it, what is {the(s)}{on}?", alt),
+        ("default.initial", "SPEC", f"What is the initial {s}{on} before any change?", ans),
+        ("default.preset", "SPEC", f"Which {s} is preset{on}?", alt),
+        ("default.unset", "SPEC", f"If {the(s)} is left unset{on}, what value applies?", ans),
+        ("default.standard", "SPEC", f"What value does {the(s)} take by default{on}?", alt),
+    ]
 
 
 def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -117,13 +129,15 @@ def _cell(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     v, p = f.value, product_name(doc)
     task = "TROUBLESHOOT" if TROUBLE_WORDS.search(" ".join([*f.section_path, col, head])) else "SPEC"
     ans = _sentence(f"On {the(p)}, the {col} for {head} {row} is {v}")
-    back = _sentence(f"On {the(p)}, {head} {row} has the {col} \"{v}\"")
-    return [("cell.what", task, f"What is the {col} for {head} {row} on {the(p)}?", ans),
-            ("cell.tell", task, f"On {the(p)}, what {col} does {head} {row} have?", ans),
-            ("cell.reverse", task, f"Which {head} on {the(p)} has the {col} \"{v}\"?", back),
-            ("cell.lookup", task, f"Look up {head} {row} of {the(p)}: {col}?", ans),
-            ("cell.give", task, f"Give the {col} for {head} {row} on {the(p)}.", ans),
-            ("cell.listed", task, f"For {the(p)}, which {col} is listed for {head} {row}?", ans)]
+    back = _sentence(f'On {the(p)}, {head} {row} has the {col} "{v}"')
+    return [
+        ("cell.what", task, f"What is the {col} for {head} {row} on {the(p)}?", ans),
+        ("cell.tell", task, f"On {the(p)}, what {col} does {head} {row} have?", ans),
+        ("cell.reverse", task, f'Which {head} on {the(p)} has the {col} "{v}"?', back),
+        ("cell.lookup", task, f"Look up {head} {row} of {the(p)}: {col}?", ans),
+        ("cell.give", task, f"Give the {col} for {head} {row} on {the(p)}.", ans),
+        ("cell.listed", task, f"For {the(p)}, which {col} is listed for {head} {row}?", ans),
+    ]
 
 
 def _procedure(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
@@ -131,47 +145,69 @@ def _procedure(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     # ("Descaling", "How to make a claim", "Replacing the water filter").
     name, p = f'"{f.subject}"', product_name(doc)
     ans = f"The procedure {name} for {the(p)} has these steps:\n{f.value}"
-    out = [("proc.steps", "PROCEDURE", f"What are the steps of the procedure {name} for {the(p)}?", ans),
-           ("proc.how", "PROCEDURE", f"How is the procedure {name} carried out on {the(p)}?", ans),
-           ("proc.list", "PROCEDURE", f"List, in order, the steps of {name} for {the(p)}.", ans),
-           ("proc.walk", "PROCEDURE", f"Walk me through {name} on {the(p)}.", ans),
-           ("proc.do", "PROCEDURE", f"I need to do {name} on my {p}. What do I do?", ans),
-           ("proc.guide", "PROCEDURE", f"Give the step-by-step instructions for {name} ({p}).", ans)]
+    out = [
+        ("proc.steps", "PROCEDURE", f"What are the steps of the procedure {name} for {the(p)}?", ans),
+        ("proc.how", "PROCEDURE", f"How is the procedure {name} carried out on {the(p)}?", ans),
+        ("proc.list", "PROCEDURE", f"List, in order, the steps of {name} for {the(p)}.", ans),
+        ("proc.walk", "PROCEDURE", f"Walk me through {name} on {the(p)}.", ans),
+        ("proc.do", "PROCEDURE", f"I need to do {name} on my {p}. What do I do?", ans),
+        ("proc.guide", "PROCEDURE", f"Give the step-by-step instructions for {name} ({p}).", ans),
+    ]
     steps = f.steps or []
     for i in range(len(steps) - 1):
-        out.append((f"proc.next{i + 1}", "PROCEDURE",
-                    f"In the procedure {name} for {the(p)}, what comes after \"{steps[i].rstrip('.')}\"?",
-                    _sentence(f"In {name}, step {i + 2} follows: {steps[i + 1]}")))
+        out.append(
+            (
+                f"proc.next{i + 1}",
+                "PROCEDURE",
+                f'In the procedure {name} for {the(p)}, what comes after "{steps[i].rstrip(".")}"?',
+                _sentence(f"In {name}, step {i + 2} follows: {steps[i + 1]}"),
+            )
+        )
     return out
 
 
 def _definition(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     t, d, p = f.subject, f.value.rstrip("."), product_name(doc)
     ans = _sentence(f"{t} is {d}") if not re.match(r"^(an?|the)\b", d) else _sentence(f"{t} is {d}")
-    return [("def.what", "EXPLAIN", f"What is {t}?", ans),
-            ("def.mean", "EXPLAIN", f"What does {t} mean for {the(p)}?", ans),
-            ("def.explain", "EXPLAIN", f"Explain the term {t}.", ans)]
+    return [
+        ("def.what", "EXPLAIN", f"What is {t}?", ans),
+        ("def.mean", "EXPLAIN", f"What does {t} mean for {the(p)}?", ans),
+        ("def.explain", "EXPLAIN", f"Explain the term {t}.", ans),
+    ]
 
 
 def _cloze(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     sentence = f.context.get("sentence", "")
     cloze = f.attribute
-    return [("cloze.complete", "SPEC", f"Complete this statement about {the(f.subject)}: \"{cloze}\"", _sentence(sentence)),
-            ("cloze.value", "SPEC", f"What value goes in the blank? \"{cloze}\"", _sentence(sentence))]
+    return [
+        ("cloze.complete", "SPEC", f'Complete this statement about {the(f.subject)}: "{cloze}"', _sentence(sentence)),
+        ("cloze.value", "SPEC", f'What value goes in the blank? "{cloze}"', _sentence(sentence)),
+    ]
 
 
 def _summary(f: Fact, doc: Document) -> list[tuple[str, str, str, str]]:
     h, title = f.subject, doc.title
     if h.strip().lower() == str(title).strip().lower():  # the document's opening, under its own title
-        return [("sum.about", "EXPLAIN", f"What is the {title} for?", f.value),
-                ("sum.explain", "EXPLAIN", f"How does the {title} introduce itself?", f.value)]
-    return [("sum.about", "EXPLAIN", f"What does the {title} say about {h}?", f.value),
-            ("sum.explain", "EXPLAIN", f"Explain the section \"{h}\" of the {title}.", f.value)]
+        return [
+            ("sum.about", "EXPLAIN", f"What is the {title} for?", f.value),
+            ("sum.explain", "EXPLAIN", f"How does the {title} introduce itself?", f.value),
+        ]
+    return [
+        ("sum.about", "EXPLAIN", f"What does the {title} say about {h}?", f.value),
+        ("sum.explain", "EXPLAIN", f'Explain the section "{h}" of the {title}.', f.value),
+    ]
 
 
 # Fact kind → its templates: BUILDERS[f.kind](f, doc) -> [(name, task, question, answer)]
-BUILDERS = {"spec": _spec, "default": _default, "table_cell": _cell, "procedure": _procedure,
-             "definition": _definition, "sentence": _cloze, "summary": _summary}
+BUILDERS = {
+    "spec": _spec,
+    "default": _default,
+    "table_cell": _cell,
+    "procedure": _procedure,
+    "definition": _definition,
+    "sentence": _cloze,
+    "summary": _summary,
+}
 
 
 def _row_examples(doc: Document, facts: list[Fact]) -> list[Example]:
@@ -189,8 +225,10 @@ def _row_examples(doc: Document, facts: list[Fact]) -> list[Example]:
         body = " ".join(_sentence(f"{c.attribute}: {c.value}") for c in cells)
         answer = f"For {rh} {key} on {the(p)}: {body}"
         ids = [c.fact_id for c in cells]
-        for name, q in (("row.shows", f"{the(p)[:1].upper() + the(p)[1:]} shows {rh} {key}. What should I do?"),
-                        ("row.handle", f"How do I handle {rh} {key} on {the(p)}?")):
+        for name, q in (
+            ("row.shows", f"{the(p)[:1].upper() + the(p)[1:]} shows {rh} {key}. What should I do?"),
+            ("row.handle", f"How do I handle {rh} {key} on {the(p)}?"),
+        ):
             out.append(Example("TROUBLESHOOT", q, answer, ids, doc, span, cells[0].section_path, name))
     return out
 
@@ -205,7 +243,7 @@ def _recall_examples(doc: Document, facts: list[Fact], held_spans: list[tuple[in
     for path, blocks in sections.items():
         kept, start, end, size = [], None, None, 0
         for b in blocks:
-            for a, z in sentences(doc.text[b.start:b.end], b.start) if b.kind == "paragraph" else [(b.start, b.end)]:
+            for a, z in sentences(doc.text[b.start : b.end], b.start) if b.kind == "paragraph" else [(b.start, b.end)]:
                 if any(a < hz and ha < z for ha, hz in held_spans):
                     continue
                 if size + z - a > limit and kept:
@@ -217,16 +255,39 @@ def _recall_examples(doc: Document, facts: list[Fact], held_spans: list[tuple[in
         text = " ".join(kept)
         if len(text) < 80:
             continue
-        ids = [f.fact_id for f in facts if f.section_path and tuple(f.section_path) == path and f.kind != "summary"
-               and start <= f.span[0] and f.span[1] <= end
-               and not any(f.span[0] < hz and ha < f.span[1] for ha, hz in held_spans)]
-        out.append(Example("RECALL", f"Recite what the {doc.title} says under \"{path[-1]}\".", text, ids, doc,
-                           (start, end), list(path), "recall.section"))
+        ids = [
+            f.fact_id
+            for f in facts
+            if f.section_path
+            and tuple(f.section_path) == path
+            and f.kind != "summary"
+            and start <= f.span[0]
+            and f.span[1] <= end
+            and not any(f.span[0] < hz and ha < f.span[1] for ha, hz in held_spans)
+        ]
+        out.append(
+            Example(
+                "RECALL",
+                f'Recite what the {doc.title} says under "{path[-1]}".',
+                text,
+                ids,
+                doc,
+                (start, end),
+                list(path),
+                "recall.section",
+            )
+        )
     return out
 
 
-def synthesize(docs: list[Document], facts: list[Fact], *, held_out: set[str], settings: SynthSettings,
-               excluded_spans: dict[str, list[tuple[int, int]]] | None = None) -> list[dict]:
+def synthesize(
+    docs: list[Document],
+    facts: list[Fact],
+    *,
+    held_out: set[str],
+    settings: SynthSettings,
+    excluded_spans: dict[str, list[tuple[int, int]]] | None = None,
+) -> list[dict]:
     """Training rows (chat messages + task + fact ids + source) for every fact not held out."""
     rng = random.Random(settings.seed)
     by_doc: dict[str, list[Fact]] = {}
@@ -248,15 +309,21 @@ def synthesize(docs: list[Document], facts: list[Fact], *, held_out: set[str], s
                 rng.shuffle(templates)
                 # Defaults are short and look alike across a reference ('The default is yes.'): two more
                 # phrasings each, which cost little since the answers are one short sentence.
-                chosen = templates[:settings.examples_per_fact + (2 if f.kind == "default" else 0)]
-            per_fact.append([Example(task, q, a, [f.fact_id], doc, f.span, f.section_path, name)
-                             for name, task, q, a in chosen])
+                chosen = templates[: settings.examples_per_fact + (2 if f.kind == "default" else 0)]
+            per_fact.append(
+                [Example(task, q, a, [f.fact_id], doc, f.span, f.section_path, name) for name, task, q, a in chosen]
+            )
         per_fact.append(_row_examples(doc, trained))
         per_fact.append(_recall_examples(doc, doc_facts, held_spans, settings.recall_max_chars))
         # Round-robin over facts, so that a per-document cap keeps every fact's first phrasing.
-        ordered = [ex for depth in range(max((len(x) for x in per_fact), default=0))
-                   for group in per_fact if depth < len(group) for ex in [group[depth]]]
+        ordered = [
+            ex
+            for depth in range(max((len(x) for x in per_fact), default=0))
+            for group in per_fact
+            if depth < len(group)
+            for ex in [group[depth]]
+        ]
         if settings.max_examples_per_doc:
-            ordered = ordered[:settings.max_examples_per_doc]
+            ordered = ordered[: settings.max_examples_per_doc]
         rows.extend(ex.to_row(settings.task_prefix_format) for ex in ordered)
     return rows

@@ -1,7 +1,7 @@
 """Small text tools shared by extraction, synthesis and scoring: sentences, quantities, names.
 
-    sentences("It brews at 8.5 bar. Heat-up takes 38 s.")  -> [(0, 20), (21, 39)]  (spans)
-    quantities("Set 93 C or 1.7 liters")                     -> [Quantity('93', 'C', ...), ...]
+sentences("It brews at 8.5 bar. Heat-up takes 38 s.")  -> [(0, 20), (21, 39)]  (spans)
+quantities("Set 93 C or 1.7 liters")                     -> [Quantity('93', 'C', ...), ...]
 """
 
 from __future__ import annotations
@@ -12,8 +12,32 @@ from dataclasses import dataclass
 Span = tuple[int, int]
 
 # Abbreviations that never end a sentence, and ones that end it unless a digit or lower-case word follows.
-_ABBREV = {"e.g", "i.e", "approx", "vs", "fig", "mr", "mrs", "dr", "st", "ca", "cf", "incl", "excl", "resp", "ref",
-           "vol", "p", "pp", "ext", "tel", "ph", "dept", "art", "sect"}
+_ABBREV = {
+    "e.g",
+    "i.e",
+    "approx",
+    "vs",
+    "fig",
+    "mr",
+    "mrs",
+    "dr",
+    "st",
+    "ca",
+    "cf",
+    "incl",
+    "excl",
+    "resp",
+    "ref",
+    "vol",
+    "p",
+    "pp",
+    "ext",
+    "tel",
+    "ph",
+    "dept",
+    "art",
+    "sect",
+}
 _ABBREV_BEFORE_NUMBER = {"no", "nr", "min", "max", "sec", "etc", "approx"}
 _END = re.compile(r"[.!?](?=[\"')\]]?\s+[\"'(\[]?[A-Z0-9])|[.!?]$")
 
@@ -42,11 +66,12 @@ def sentences(text: str, offset: int = 0) -> list[Span]:
 
 # A number (1, 1.7, 1,350, 2-3, 88-96, 1/2) followed by an optional unit word or symbol.
 _NUM = r"[-+]?\d+(?:[.,]\d+)*(?:\s?(?:-|–|to)\s?\d+(?:[.,]\d+)*)?"
-_UNIT = (r"(?:°\s?[CF]|%|[A-Za-zµΩ°]+(?:[·/][A-Za-zµΩ]+)*(?:²|³|\^?[23])?)")
+_UNIT = r"(?:°\s?[CF]|%|[A-Za-zµΩ°]+(?:[·/][A-Za-zµΩ]+)*(?:²|³|\^?[23])?)"
 _QTY = re.compile(rf"(?<![\w.])(?P<num>{_NUM})(?:\s?(?P<unit>{_UNIT}))?(?![\w])")
 
 # Unit words recognised after a number (lower-cased); short capitalised tokens (MB, PSI, kVA) also count.
-UNITS = set("""
+UNITS = set(
+    """
 s sec secs second seconds ms millisecond milliseconds us µs min mins minute minutes h hr hrs hour hours day days
 week weeks month months year years mm cm m km in inch inches ft foot feet yd mi g kg mg lb lbs oz t ton tons ml l
 liter liters litre litres gal gallon gallons cup cups bar bars psi kpa pa mpa atm mbar v mv kv a ma w kw mw kwh wh
@@ -58,7 +83,8 @@ kilobyte kilobytes megabyte megabytes gigabyte gigabytes terabyte terabytes mill
 millilitres millimeter millimeters millimetre millimetres centimeter centimeters meter meters metre metres
 kilometer kilometers gram grams kilogram kilograms watt watts kilowatt kilowatts volt volts amp amps ampere
 amperes hertz celsius fahrenheit euro euros dollar dollars eur usd gbp milliseconds millisecond
-""".split())
+""".split()
+)
 
 
 def is_unit(word: str) -> bool:
@@ -84,7 +110,7 @@ def quantities(text: str) -> list[Quantity]:
         end = m.end()
         if unit and not is_unit(unit):
             unit, end = None, m.end("num")
-        out.append(Quantity(m.group("num"), unit, m.start(), end, text[m.start():end]))
+        out.append(Quantity(m.group("num"), unit, m.start(), end, text[m.start() : end]))
     return out
 
 
@@ -97,7 +123,9 @@ def unit_of(value: str) -> str | None:
 _GENERIC_DOC_WORDS = re.compile(
     r"\b(service|user'?s?|owner'?s?|operating|operation|installation|quick[- ]start|reference|technical|"
     r"maintenance|troubleshooting|warranty|policy|manual|guide|handbook|documentation|docs?|card|sheet|"
-    r"instructions?|overview|cleaning|and)\b|\s[-–—:&]\s|:\s*$", re.I)
+    r"instructions?|overview|cleaning|and)\b|\s[-–—:&]\s|:\s*$",
+    re.I,
+)
 
 
 def main_subject(title: str) -> str:

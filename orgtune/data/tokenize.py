@@ -12,9 +12,9 @@ are labelled by their character offsets. The text between the end-of-turn token 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from orgtune.errors import OrgtuneError
+from orgtune.models.template import render, template_where
 
 IGNORE = -100
 
@@ -34,47 +34,16 @@ class Encoded:
         return self.full_length > len(self.input_ids)
 
 
-# Variables orgtune fixes when it renders a chat template. Llama 3 templates put "Today Date: <today>" in
-# every system header; pinned to the template's own fallback, a conversation renders the same on the day
-# it is trained, resumed, evaluated and exported (the Ollama TEMPLATE cannot call a clock).
-TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
-
-
-def render(tok, messages: list[dict], *, add_generation_prompt: bool = False) -> str:
-    from jinja2.exceptions import SecurityError, TemplateSyntaxError
-
-    try:
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                       **TEMPLATE_VARS)
-    except (SecurityError, TemplateSyntaxError) as e:
-        raise template_error(_template_where(tok, getattr(e, "lineno", None)), e) from None
-
-
-def _template_where(tok, line: int | None) -> str:
-    folder = Path(tok.name_or_path or ".")
-    if (folder / "chat_template.jinja").is_file():
-        return f"{folder / 'chat_template.jinja'}" + (f":{line}" if line else "")
-    return f"{folder / 'tokenizer_config.json'}: chat_template" + (f" line {line}" if line else "")
-
-
-def template_error(where: str, e: Exception) -> OrgtuneError:
-    """A chat template that is not valid Jinja, or that does what transformers' Jinja sandbox refuses."""
-    from jinja2.exceptions import TemplateSyntaxError
-
-    what = "is not valid Jinja" if isinstance(e, TemplateSyntaxError) else "does something the Jinja sandbox refuses"
-    return OrgtuneError(f"{where}: the chat template {what} ({getattr(e, 'message', None) or e})",
-                        fix="restore the model's own chat template; a template may not reach Python internals "
-                            "(attributes like __class__) or change its inputs (append, update)")
-
-
 def end_of_turn(tok) -> str | None:
     """The special token the chat template puts right after an assistant's content (e.g. <|im_end|>)."""
     probe = "orgtune-probe"
     text = render(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}])
     if probe not in text:
-        raise OrgtuneError(f"{_template_where(tok, None)}: the chat template does not write an assistant "
-                           "message's content", fix="restore the model's own chat template")
-    after = text[text.rindex(probe) + len(probe):]
+        raise OrgtuneError(
+            f"{template_where(tok, None)}: the chat template does not write an assistant message's content",
+            fix="restore the model's own chat template",
+        )
+    after = text[text.rindex(probe) + len(probe) :]
     specials = sorted({t for t in tok.all_special_tokens + list(tok.get_added_vocab()) if t}, key=len, reverse=True)
     for i in range(len(after)):
         for s in specials:
@@ -96,7 +65,8 @@ def trained_char_spans(tok, messages: list[dict], eot: str | None) -> tuple[str,
             raise OrgtuneError(
                 "the chat template renders a conversation differently from its prefix, so assistant tokens "
                 "cannot be located",
-                fix="use a template whose rendering of a conversation extends the rendering of its first turns")
+                fix="use a template whose rendering of a conversation extends the rendering of its first turns",
+            )
         start, end = len(before), len(upto)
         if eot:
             cut = text.rfind(eot, start, end)

@@ -19,8 +19,13 @@ from orgtune.generate.hf import Backend, HFBackend
 from orgtune.generate.settings import GenerationSettings
 
 
-def load_backend(run_dir: Path | None = None, *, model: str | None = None, device: str = "auto",
-                 settings: GenerationSettings | None = None) -> HFBackend:
+def load_backend(
+    run_dir: Path | None = None,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    settings: GenerationSettings | None = None,
+) -> HFBackend:
     """The tuned model of a finished run (base + adapter), or a plain model by preset/folder/hub id."""
     from orgtune.models.loading import load_model
 
@@ -46,10 +51,14 @@ def conversation_of(row: dict, where: str) -> list[dict]:
             return [{"role": "user", "content": row[key]}]
     msgs = row.get("messages")
     if isinstance(msgs, list) and msgs:
-        last_user = max((i for i, m in enumerate(msgs) if isinstance(m, dict) and m.get("role") == "user"), default=None)
+        last_user = max(
+            (i for i, m in enumerate(msgs) if isinstance(m, dict) and m.get("role") == "user"), default=None
+        )
         if last_user is not None:
             return [{"role": m["role"], "content": m["content"]} for m in msgs[: last_user + 1]]
-    raise OrgtuneError(f"{where}: row has no question", fix='give each row a "question" string (or "prompt", or chat "messages")')
+    raise OrgtuneError(
+        f"{where}: row has no question", fix='give each row a "question" string (or "prompt", or chat "messages")'
+    )
 
 
 def read_questions(path: Path) -> list[dict]:
@@ -63,10 +72,14 @@ def read_questions(path: Path) -> list[dict]:
         try:
             row = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise OrgtuneError(f"{path}:{n}: not a JSON object ({type(e).__name__})",
-                               fix='one JSON object per line, e.g. {"question": "..."}') from None
+            raise OrgtuneError(
+                f"{path}:{n}: not a JSON object ({type(e).__name__})",
+                fix='one JSON object per line, e.g. {"question": "..."}',
+            ) from None
         if not isinstance(row, dict):
-            raise OrgtuneError(f"{path}:{n}: not a JSON object", fix='one JSON object per line, e.g. {"question": "..."}')
+            raise OrgtuneError(
+                f"{path}:{n}: not a JSON object", fix='one JSON object per line, e.g. {"question": "..."}'
+            )
         conversation_of(row, f"{path}:{n}")
         rows.append(row)
     if not rows:

@@ -1,6 +1,6 @@
 """Validation loss and perplexity on assistant tokens only (the tokens training is scored on).
 
-    loss, ppl, n = assistant_loss(model, tok, rows, max_len=512)   # rows: [{"messages": [...]}, ...]
+loss, ppl, n = assistant_loss(model, tok, rows, max_len=512)   # rows: [{"messages": [...]}, ...]
 """
 
 from __future__ import annotations

@@ -32,21 +32,31 @@ def pair_logps(model, tok, rows: list[dict], *, max_len: int) -> list[tuple[floa
 
     eot = end_of_turn(tok)
     with torch.inference_mode():
-        return [tuple(float(_answer_logps(model, tok, r["prompt"] + r[side], max_len=max_len, eot=eot).sum())
-                      for side in ("chosen", "rejected")) for r in rows]
+        return [
+            tuple(
+                float(_answer_logps(model, tok, r["prompt"] + r[side], max_len=max_len, eot=eot).sum())
+                for side in ("chosen", "rejected")
+            )
+            for r in rows
+        ]
 
 
-def preference_metrics(logps: dict[str, list[tuple[float, float]]], *, reference: str | None, policy: str,
-                       beta: float) -> dict:
+def preference_metrics(
+    logps: dict[str, list[tuple[float, float]]], *, reference: str | None, policy: str, beta: float
+) -> dict:
     n = len(next(iter(logps.values()))) if logps else 0
     out: dict = {"pairs": n, "beta": beta, "reference": reference, "policy": policy, "by_backend": {}}
     for name, pairs in logps.items():
         margins = [c - r for c, r in pairs]
-        out["by_backend"][name] = {"prefers_chosen": sum(m > 0 for m in margins) / n if n else None,
-                                   "mean_logp_margin": sum(margins) / n if n else None}
+        out["by_backend"][name] = {
+            "prefers_chosen": sum(m > 0 for m in margins) / n if n else None,
+            "mean_logp_margin": sum(margins) / n if n else None,
+        }
     if reference in logps and policy in logps and n:
-        rewards = [(beta * (pc - rc), beta * (pr - rr))
-                   for (pc, pr), (rc, rr) in zip(logps[policy], logps[reference], strict=True)]
+        rewards = [
+            (beta * (pc - rc), beta * (pr - rr))
+            for (pc, pr), (rc, rr) in zip(logps[policy], logps[reference], strict=True)
+        ]
         out["reward_margin_mean"] = sum(c - r for c, r in rewards) / n
         out["reward_accuracy"] = sum(c > r for c, r in rewards) / n
         out["chosen_reward_mean"] = sum(c for c, _ in rewards) / n
@@ -66,6 +76,10 @@ def answer_confidence(model, tok, conversations: list[list[dict]], answers: list
             if not answer.strip():
                 out.append(0.0)
                 continue
-            logps = _answer_logps(model, tok, conv + [{"role": "assistant", "content": answer}], max_len=max_len, eot=eot)
-            out.append(float(logps[:-1].min().exp()) if len(logps) > 1 else float(logps.min().exp()) if len(logps) else 0.0)
+            logps = _answer_logps(
+                model, tok, conv + [{"role": "assistant", "content": answer}], max_len=max_len, eot=eot
+            )
+            out.append(
+                float(logps[:-1].min().exp()) if len(logps) > 1 else float(logps.min().exp()) if len(logps) else 0.0
+            )
     return out

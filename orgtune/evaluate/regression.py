@@ -20,8 +20,10 @@ from pathlib import Path
 from orgtune import atomic
 from orgtune.home import home
 
-RULE = ("right = contains one of the item's keywords (whole word, any case) and no 4-word sequence repeats "
-        "3+ times; worse = base right and tuned not; better = tuned right and base not")
+RULE = (
+    "right = contains one of the item's keywords (whole word, any case) and no 4-word sequence repeats "
+    "3+ times; worse = base right and tuned not; better = tuned right and base not"
+)
 
 
 def load_general() -> list[dict]:
@@ -29,7 +31,9 @@ def load_general() -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def base_answers(model_dir: Path, items: list[dict], how: dict, answer: Callable[[], list[str]], log=print) -> list[str]:
+def base_answers(
+    model_dir: Path, items: list[dict], how: dict, answer: Callable[[], list[str]], log=print
+) -> list[str]:
     """The base model's answers to the general check, cached under ORGTUNE_HOME/general/ by its weights,
     the items and the generation settings (`how`): every run on one base is compared with the same answers,
     and evaluating a second run does not answer them again."""
@@ -49,22 +53,36 @@ def base_answers(model_dir: Path, items: list[dict], how: dict, answer: Callable
 
 def degenerate(answer: str) -> bool:
     w = re.findall(r"\w+", answer.lower())
-    grams = [" ".join(w[i:i + 4]) for i in range(len(w) - 3)]
+    grams = [" ".join(w[i : i + 4]) for i in range(len(w) - 3)]
     return any(grams.count(g) >= 3 for g in set(grams))
 
 
 def right(item: dict, answer: str) -> bool:
     return not degenerate(answer) and any(
-        re.search(rf"(?<!\w){re.escape(k.lower())}(?!\w)", answer.lower()) for k in item["keywords"])
+        re.search(rf"(?<!\w){re.escape(k.lower())}(?!\w)", answer.lower()) for k in item["keywords"]
+    )
 
 
 def compare(base: list[str], tuned: list[str], items: list[dict]) -> dict:
     rows = []
     for item, b, t in zip(items, base, tuned, strict=True):
-        rows.append({"id": item["id"], "question": item["question"], "base": b, "tuned": t,
-                     "base_right": right(item, b), "tuned_right": right(item, t)})
-    return {"rule": RULE, "total": len(rows),
-            "base_right": sum(r["base_right"] for r in rows), "tuned_right": sum(r["tuned_right"] for r in rows),
-            "worse": sum(r["base_right"] and not r["tuned_right"] for r in rows),
-            "better": sum(r["tuned_right"] and not r["base_right"] for r in rows),
-            "changed": sum(r["base"].strip() != r["tuned"].strip() for r in rows), "rows": rows}
+        rows.append(
+            {
+                "id": item["id"],
+                "question": item["question"],
+                "base": b,
+                "tuned": t,
+                "base_right": right(item, b),
+                "tuned_right": right(item, t),
+            }
+        )
+    return {
+        "rule": RULE,
+        "total": len(rows),
+        "base_right": sum(r["base_right"] for r in rows),
+        "tuned_right": sum(r["tuned_right"] for r in rows),
+        "worse": sum(r["base_right"] and not r["tuned_right"] for r in rows),
+        "better": sum(r["tuned_right"] and not r["base_right"] for r in rows),
+        "changed": sum(r["base"].strip() != r["tuned"].strip() for r in rows),
+        "rows": rows,
+    }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from orgtune import atomic
 from orgtune.data.build import read_jsonl
+from orgtune.data.formats import SFT_FORMATS, load_rows
 from orgtune.errors import OrgtuneError
 from orgtune.evaluate.answer import conversation_of
 from orgtune.evaluate.regression import base_answers, compare, load_general
@@ -32,16 +33,26 @@ from orgtune.train.runfolder import Run, read_complete_run
 MAX_NEW_TOKENS = {"SPEC": 48, "TROUBLESHOOT": 80, "EXPLAIN": 80, "PROCEDURE": 224, "RECALL": 256}
 
 
-def data_files(run: Run, probes: Path | None) -> tuple[Path, Path | None]:
-    """The probes and validation file the run's own data folder holds (unless --probes is given)."""
+def data_files(run: Run, probes: Path | None) -> tuple[Path | None, Path | None]:
+    """The probes and validation file the run's own data folder holds (unless --probes is given). A run
+    trained on a JSONL dataset has no probes (None): it is judged on validation loss, the general check and
+    its reference answers."""
     train = Path(run.manifest["data"]["train"]["path"])
     probe_path = Path(probes) if probes else train.parent / "probes.jsonl"
     if not probe_path.is_file():
-        raise OrgtuneError(f"{probe_path}: no probes to evaluate with",
-                           fix="train on a folder made by `orgtune data build` (it writes probes.jsonl), or pass --probes")
+        if probes:
+            raise OrgtuneError(
+                f"{probe_path}: no such probes file", fix="pass a probes.jsonl from `orgtune data build`"
+            )
+        probe_path = None
     val = run.manifest["data"].get("val", {}).get("path")
     val_path = Path(val) if val else (train.parent / "val.jsonl" if (train.parent / "val.jsonl").is_file() else None)
     return probe_path, val_path
+
+
+def conversations(path: Path) -> list[dict]:
+    """A data file's rows as {"messages": [...]}, whatever SFT format the file is in."""
+    return [{"messages": r.messages} for r in load_rows(path, allowed=SFT_FORMATS).rows]
 
 
 def sample_probes(rows: list[dict], max_probes: int | None) -> list[dict]:
@@ -54,12 +65,11 @@ def sample_probes(rows: list[dict], max_probes: int | None) -> list[dict]:
 def eval_rows(run: Run, max_probes: int | None = None) -> tuple[list[dict], list[dict]]:
     """The probe rows and SFT validation rows a run is judged on: a DPO run's come from its SFT parent's data
     (its own val file holds preference pairs, not conversations). Empty lists where the data has none."""
-    source = sft_parent(run) or run
-    train = Path(source.manifest["data"]["train"]["path"])
-    probes = train.parent / "probes.jsonl"
-    _, val_path = data_files(source, probes) if probes.is_file() else (None, None)
-    return (sample_probes(read_jsonl(probes), max_probes) if probes.is_file() else [],
-            read_jsonl(val_path) if val_path and val_path.is_file() else [])
+    probe_path, val_path = data_files(sft_parent(run) or run, None)
+    return (
+        sample_probes(read_jsonl(probe_path), max_probes) if probe_path else [],
+        conversations(val_path) if val_path and val_path.is_file() else [],
+    )
 
 
 def answer_probes(backend: Backend, probes: list[dict], settings: GenerationSettings) -> list[str]:
@@ -82,7 +92,10 @@ def summarise(probes: list[dict], scores: list) -> dict:
         by_task = defaultdict(list)
         for p, s in rows:
             by_task[p.get("task", "SPEC")].append(s)
-        out[group] = {"overall": _acc([s for _, s in rows]), "by_task": {t: _acc(v) for t, v in sorted(by_task.items())}}
+        out[group] = {
+            "overall": _acc([s for _, s in rows]),
+            "by_task": {t: _acc(v) for t, v in sorted(by_task.items())},
+        }
     return out
 
 
@@ -91,9 +104,15 @@ def _acc(scores: list) -> dict:
     correct = sum(s.correct for s in scores)
     abstained = sum(s.abstained for s in scores)
     wrong = n - correct - abstained
-    return {"n": n, "correct": correct, "accuracy": correct / n if n else None,
-            "mean_score": sum(s.score for s in scores) / n if n else None,
-            "abstained": abstained, "confident_wrong": wrong, "confident_wrong_rate": wrong / n if n else None}
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "mean_score": sum(s.score for s in scores) / n if n else None,
+        "abstained": abstained,
+        "confident_wrong": wrong,
+        "confident_wrong_rate": wrong / n if n else None,
+    }
 
 
 def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
@@ -113,14 +132,23 @@ def exported_backend(run: Run, spec: str, tok, settings: GenerationSettings):
         path = Path(spec) if spec.endswith(".gguf") else export / f"model-{spec.split(':', 1)[1].lower()}.gguf"
         if not path.is_file():
             raise OrgtuneError(f"{path}: no such GGUF", fix=f"run `orgtune export {run.path} --gguf TYPE` first")
-        return LlamaCppBackend(path, tok, name=spec if spec.startswith("gguf:") else f"gguf:{path.stem}",
-                               settings=settings)
+        return LlamaCppBackend(
+            path, tok, name=spec if spec.startswith("gguf:") else f"gguf:{path.stem}", settings=settings
+        )
     raise OrgtuneError(f"--backend {spec!r}: unknown", fix="use merged, gguf:TYPE (e.g. gguf:q4_k_m) or a .gguf path")
 
 
-def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | None = None, batch_size: int = 16,
-             device: str = "auto", extra_backends: list[str] | tuple = (), general_items: int | None = None,
-             log=print) -> dict:
+def evaluate(
+    run_dir: Path,
+    *,
+    probes: Path | None = None,
+    max_probes: int | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    extra_backends: list[str] | tuple = (),
+    general_items: int | None = None,
+    log=print,
+) -> dict:
     """Base vs tuned (and SFT, merged, GGUF backends) on the run's probes, validation loss and the general
     check; writes metrics.json, report.md and plots. `orgtune eval RUN_DIR` runs it."""
     from peft import PeftModel
@@ -132,7 +160,12 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
     run = read_complete_run(run_dir)
     parent = sft_parent(run)
     probe_path, val_path = data_files(parent or run, probes)
-    probe_rows = sample_probes(read_jsonl(probe_path), max_probes)
+    probe_rows = sample_probes(read_jsonl(probe_path), max_probes) if probe_path else []
+    if probe_path is None:
+        log(
+            "no probes.jsonl beside the training data (a JSONL dataset): judged on validation loss, the general "
+            "check and answers to the data's own questions next to its reference answers"
+        )
     started = time.time()
     base_model, tok, info = load_model(run.base_model, device=device, dtype=run.config.model.dtype)
     model = PeftModel.from_pretrained(base_model, run.adapter_dir)
@@ -148,8 +181,14 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
         backends[b.name] = b
 
     general = load_general()[:general_items]  # the first N items of the general check (None: all)
-    metrics: dict = {"run": str(run.path), "base_model": run.base_model, "probes_file": str(probe_path),
-                     "val_file": str(val_path) if val_path else None, "device": info["device"], "backends": {}}
+    metrics: dict = {
+        "run": str(run.path),
+        "base_model": run.base_model,
+        "probes_file": str(probe_path) if probe_path else None,
+        "val_file": str(val_path) if val_path else None,
+        "device": info["device"],
+        "backends": {},
+    }
     answers: dict[str, list[str]] = {}
     scores: dict[str, list] = {}
     regression_answers: dict[str, list[str]] = {}
@@ -159,7 +198,7 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
         scores[name] = [score_probe(p, a) for p, a in zip(probe_rows, answers[name], strict=True)]
         m = {"probes": summarise(probe_rows, scores[name])}
         if val_path is not None:
-            val_rows = read_jsonl(val_path)
+            val_rows = conversations(val_path)
             max_len = run.config.model.max_seq_length
             if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
                 loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
@@ -168,26 +207,51 @@ def evaluate(run_dir: Path, *, probes: Path | None = None, max_probes: int | Non
                     loss, ppl, n = assistant_loss(backend.model, backend.tok, val_rows, max_len=max_len)
             m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
         if name in ("base", "tuned"):
-            ask = functools.partial(backend.answer, [[{"role": "user", "content": g["question"]}] for g in general],
-                                    GenerationSettings(max_new_tokens=64, batch_size=batch_size))
-            regression_answers[name] = ask() if name == "tuned" else base_answers(
-                Path(info["path"]), general, {"max_new_tokens": 64, "batch_size": batch_size, "device": info["device"],
-                                              "dtype": str(info.get("dtype"))}, ask, log=log)
+            regression_answers[name] = _general_answers(name, backend, general, info, batch_size, log)
         metrics["backends"][name] = m
     metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
     if parent is not None:
         metrics["preferences"] = _preferences(run, backends, log)
     metrics["seconds"] = round(time.time() - started, 1)
 
-    per_probe = [{**p, "answers": {k: answers[k][i] for k in backends},
-                  "scores": {k: {"correct": scores[k][i].correct, "score": round(scores[k][i].score, 4),
-                                 "abstained": scores[k][i].abstained, "reason": scores[k][i].reason}
-                             for k in backends}}
-                 for i, p in enumerate(probe_rows)]
+    per_probe = [
+        {
+            **p,
+            "answers": {k: answers[k][i] for k in backends},
+            "scores": {
+                k: {
+                    "correct": scores[k][i].correct,
+                    "score": round(scores[k][i].score, 4),
+                    "abstained": scores[k][i].abstained,
+                    "reason": scores[k][i].reason,
+                }
+                for k in backends
+            },
+        }
+        for i, p in enumerate(probe_rows)
+    ]
     atomic.write_jsonl(run.path / "eval" / "answers.jsonl", per_probe)
-    metrics["samples"] = _samples(per_probe)
+    metrics["samples"] = _samples(per_probe) if probe_rows else _reference_samples(parent or run, val_path, backends)
     write_report(run, metrics)
     return metrics
+
+
+def _general_answers(name: str, backend: Backend, general: list[dict], info: dict, batch_size: int, log) -> list[str]:
+    """The backend's answers to the general check; the base model's come from a cache kept per base."""
+    ask = functools.partial(
+        backend.answer,
+        [[{"role": "user", "content": g["question"]}] for g in general],
+        GenerationSettings(max_new_tokens=64, batch_size=batch_size),
+    )
+    if name == "tuned":
+        return ask()
+    generation = {
+        "max_new_tokens": 64,
+        "batch_size": batch_size,
+        "device": info["device"],
+        "dtype": str(info.get("dtype")),
+    }
+    return base_answers(Path(info["path"]), general, generation, ask, log=log)
 
 
 def sft_parent(run: Run) -> Run | None:
@@ -206,15 +270,43 @@ def _preferences(run: Run, backends: dict, log) -> dict | None:
     if not val or not Path(val).is_file():
         log("no held-out preference pairs (the DPO run had no validation file): preference metrics skipped")
         return None
-    rows = [{"prompt": r.messages, "chosen": r.chosen, "rejected": r.rejected}
-            for r in load_rows(Path(val), allowed=("preference",)).rows]
+    rows = [
+        {"prompt": r.messages, "chosen": r.chosen, "rejected": r.rejected}
+        for r in load_rows(Path(val), allowed=("preference",)).rows
+    ]
     logps = {}
     for name in ("base", "sft", "tuned"):
         with backends[name].active():
-            logps[name] = pair_logps(backends[name].model, backends[name].tok, rows, max_len=run.config.model.max_seq_length)
+            logps[name] = pair_logps(
+                backends[name].model, backends[name].tok, rows, max_len=run.config.model.max_seq_length
+            )
     out = preference_metrics(logps, reference="sft", policy="tuned", beta=run.config.dpo.beta)
     out["file"] = val
     return out
+
+
+def _reference_samples(run: Run, val_path: Path | None, backends: dict, n: int = 8) -> list[dict]:
+    """Without probes: base and tuned answer the first questions of the validation file (else of the training
+    file, marked as trained), shown beside the data's own answers; nothing is scored right or wrong."""
+    path = val_path or Path(run.manifest["data"]["train"]["path"])
+    rows = [r for r in load_rows(path, allowed=SFT_FORMATS).rows if r.messages[-1]["role"] == "assistant"][:n]
+    prompts = [r.messages[:-1] for r in rows]
+    settings = GenerationSettings(max_new_tokens=128)
+    answers = {k: backends[k].answer(prompts, settings) if prompts else [] for k in ("base", "tuned")}
+    return [
+        {
+            "question": r.messages[-2]["content"] if len(r.messages) > 1 else "",
+            "task": None,
+            "held_out": val_path is not None,
+            "expected": r.messages[-1]["content"],
+            "base": answers["base"][i],
+            "tuned": answers["tuned"][i],
+            "base_correct": None,
+            "tuned_correct": None,
+            "reference": f"{path.name}:{r.line}",
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 def _samples(per_probe: list[dict], n: int = 12) -> list[dict]:
@@ -227,8 +319,16 @@ def _samples(per_probe: list[dict], n: int = 12) -> list[dict]:
             picked.append(p)
         if len(picked) >= n:
             break
-    return [{"question": p["plain_question"], "task": p.get("task"), "held_out": p.get("held_out"),
-             "expected": p["expected"], "base": p["answers"]["base"], "tuned": p["answers"]["tuned"],
-             "base_correct": p["scores"]["base"]["correct"], "tuned_correct": p["scores"]["tuned"]["correct"]}
-            for p in picked]
-
+    return [
+        {
+            "question": p["plain_question"],
+            "task": p.get("task"),
+            "held_out": p.get("held_out"),
+            "expected": p["expected"],
+            "base": p["answers"]["base"],
+            "tuned": p["answers"]["tuned"],
+            "base_correct": p["scores"]["base"]["correct"],
+            "tuned_correct": p["scores"]["tuned"]["correct"],
+        }
+        for p in picked
+    ]

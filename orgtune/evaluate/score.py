@@ -30,30 +30,94 @@ F1_CORRECT = 0.5
 RECALL_CORRECT = 0.7
 STEP_MATCH = 0.5
 
-_NUMBER_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                 "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-                 "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
-                 "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
-                 "thousand": 1000, "half": 0.5, "a dozen": 12, "a single": 1}
+_NUMBER_WORDS = {
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "thousand": 1000,
+    "half": 0.5,
+    "a dozen": 12,
+    "a single": 1,
+}
 _UNITS = {
-    "s": "s sec secs second seconds", "min": "min mins minute minutes", "h": "h hr hrs hour hours",
-    "d": "d day days", "wk": "wk week weeks", "mo": "mo month months", "yr": "y yr yrs year years",
-    "ms": "ms millisecond milliseconds", "l": "l liter liters litre litres", "ml": "ml milliliter milliliters",
-    "c": "c °c degc celsius", "f": "f °f degf fahrenheit", "mm": "mm millimeter millimeters millimetre millimetres",
-    "cm": "cm centimeter centimeters", "m": "m meter meters metre metres", "km": "km kilometer kilometers",
-    "g": "g gram grams", "kg": "kg kilogram kilograms", "w": "w watt watts", "kw": "kw kilowatt kilowatts",
-    "v": "v volt volts", "a": "a amp amps ampere amperes", "hz": "hz hertz", "b": "b byte bytes",
-    "kb": "kb kilobyte kilobytes kib", "mb": "mb megabyte megabytes mib", "gb": "gb gigabyte gigabytes gib",
-    "%": "% percent", "eur": "eur euro euros €", "usd": "usd $ dollar dollars", "gbp": "gbp £ pound pounds",
+    "s": "s sec secs second seconds",
+    "min": "min mins minute minutes",
+    "h": "h hr hrs hour hours",
+    "d": "d day days",
+    "wk": "wk week weeks",
+    "mo": "mo month months",
+    "yr": "y yr yrs year years",
+    "ms": "ms millisecond milliseconds",
+    "l": "l liter liters litre litres",
+    "ml": "ml milliliter milliliters",
+    "c": "c °c degc celsius",
+    "f": "f °f degf fahrenheit",
+    "mm": "mm millimeter millimeters millimetre millimetres",
+    "cm": "cm centimeter centimeters",
+    "m": "m meter meters metre metres",
+    "km": "km kilometer kilometers",
+    "g": "g gram grams",
+    "kg": "kg kilogram kilograms",
+    "w": "w watt watts",
+    "kw": "kw kilowatt kilowatts",
+    "v": "v volt volts",
+    "a": "a amp amps ampere amperes",
+    "hz": "hz hertz",
+    "b": "b byte bytes",
+    "kb": "kb kilobyte kilobytes kib",
+    "mb": "mb megabyte megabytes mib",
+    "gb": "gb gigabyte gigabytes gib",
+    "%": "% percent",
+    "eur": "eur euro euros €",
+    "usd": "usd $ dollar dollars",
+    "gbp": "gbp £ pound pounds",
     "tb": "tb terabyte terabytes tib",
 }
 _CANON = {w: k for k, ws in _UNITS.items() for w in ws.split()}
-_OPPOSITES = [("on", "off"), ("yes", "no"), ("enabled", "disabled"), ("true", "false"), ("open", "closed"),
-              ("allowed", "denied"), ("required", "optional"), ("active", "inactive"), ("always", "never")]
+_OPPOSITES = [
+    ("on", "off"),
+    ("yes", "no"),
+    ("enabled", "disabled"),
+    ("true", "false"),
+    ("open", "closed"),
+    ("allowed", "denied"),
+    ("required", "optional"),
+    ("active", "inactive"),
+    ("always", "never"),
+]
 _OPPOSITE = {a: b for a, b in _OPPOSITES} | {b: a for a, b in _OPPOSITES}
-_ABSTAIN = re.compile(r"\b(i (?:do not|don't|cannot|can't) (?:know|say|find)|not (?:sure|specified|mentioned|stated|"
-                      r"available|documented|provided)|no information|unknown|i am not aware|i'm not aware|"
-                      r"cannot (?:be )?determine)\b", re.I)
+_ABSTAIN = re.compile(
+    r"\b(i (?:do not|don't|cannot|can't) (?:know|say|find)|not (?:sure|specified|mentioned|stated|"
+    r"available|documented|provided)|no information|unknown|i am not aware|i'm not aware|"
+    r"cannot (?:be )?determine)\b",
+    re.I,
+)
 
 
 @dataclass
@@ -151,8 +215,7 @@ def score_value(expected: str, answer: str, question: str = "") -> Score:
     given = _quantities(question)
     want = _quantities(expected)
     if want and any(u for _, u in want):
-        got = [(m, v) for m, v in _quantities(answer)
-               if any(abs(m - n) < 1e-9 for n, _ in want) or (m, v) not in given]
+        got = [(m, v) for m, v in _quantities(answer) if any(abs(m - n) < 1e-9 for n, _ in want) or (m, v) not in given]
         for n, u in want:
             if not any(abs(n - m) < 1e-9 and (u is None or v is None or u == v) for m, v in got):
                 return Score(False, 0.0, reason=f"missing {n:g} {u or ''}".strip())
@@ -171,8 +234,11 @@ def score_value(expected: str, answer: str, question: str = "") -> Score:
     if len(words) <= 4:
         ok = _phrase_in(expected, answer)
         if ok and want:  # a bare number: no other bare number (beyond the question's) may be offered
-            extra = [m for m, v in _quantities(answer)
-                     if v is None and all(abs(m - n) > 1e-9 for n, _ in want) and (m, v) not in given]
+            extra = [
+                m
+                for m, v in _quantities(answer)
+                if v is None and all(abs(m - n) > 1e-9 for n, _ in want) and (m, v) not in given
+            ]
             ok = ok and not (extra and len(want) == 1 and not re.search(r"[a-z]", expected.lower()))
         return Score(ok, float(ok), reason="" if ok else "missing")
     return score_text(expected, answer)
@@ -204,8 +270,9 @@ def score_steps(expected_steps: list[str], answer: str) -> Score:
     pieces = [p for p in re.split(r"\n+|(?<=[.!?])\s+(?=\d+[.)]\s)|(?<=[.!?])\s+", answer) if p.strip()]
     positions = []
     for step in expected_steps:
-        best = max(((token_f1(step, re.sub(r"^\s*\d+[.)]\s*", "", p)), i) for i, p in enumerate(pieces)),
-                   default=(0.0, -1))
+        best = max(
+            ((token_f1(step, re.sub(r"^\s*\d+[.)]\s*", "", p)), i) for i, p in enumerate(pieces)), default=(0.0, -1)
+        )
         positions.append(best[1] if best[0] >= STEP_MATCH else None)
     matched = [p for p in positions if p is not None]
     recall = len(matched) / len(expected_steps) if expected_steps else 0.0
@@ -220,7 +287,7 @@ def _longest_increasing(xs: list[int]) -> int:
     tails: list[int] = []
     for x in xs:
         i = bisect.bisect_left(tails, x)
-        tails[i:i + 1] = [x]
+        tails[i : i + 1] = [x]
     return len(tails)
 
 

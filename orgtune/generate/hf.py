@@ -20,8 +20,16 @@ class Backend(Protocol):
 class HFBackend:
     """A transformers model, optionally with a PEFT adapter that can be switched off per backend."""
 
-    def __init__(self, model, tok, *, name: str, settings: GenerationSettings | None = None, use_adapter: bool = True,
-                 adapter: str | None = None):
+    def __init__(
+        self,
+        model,
+        tok,
+        *,
+        name: str,
+        settings: GenerationSettings | None = None,
+        use_adapter: bool = True,
+        adapter: str | None = None,
+    ):
         self.model, self.tok, self.name = model.eval(), tok, name
         self.settings = settings or GenerationSettings()
         self.use_adapter = use_adapter
@@ -50,7 +58,7 @@ class HFBackend:
     def answer(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
         import torch
 
-        from orgtune.data.tokenize import render
+        from orgtune.models.template import render
 
         s = settings or self.settings
         prompts = [render(self.tok, c, add_generation_prompt=True) for c in conversations]
@@ -60,11 +68,12 @@ class HFBackend:
         device = next(self.model.parameters()).device
         with self.active(), torch.inference_mode():
             for start in range(0, len(order), s.batch_size):
-                idx = order[start:start + s.batch_size]
-                enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(device)
+                idx = order[start : start + s.batch_size]
+                enc = self.tok(
+                    [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(device)
                 out = self.model.generate(**enc, **gen)
                 for row, i in enumerate(idx):
-                    new = out[row, enc["input_ids"].shape[1]:]
+                    new = out[row, enc["input_ids"].shape[1] :]
                     answers[i] = self.tok.decode(new, skip_special_tokens=True).strip()
         return answers

@@ -15,8 +15,10 @@ from orgtune.errors import OrgtuneError
 from orgtune.generate.settings import GenerationSettings
 from orgtune.generate.stops import gguf_stop_ids
 
-LLAMA_CPP_INSTALL = ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir 'orgtune[gguf]'  "
-                     "(builds llama-cpp-python from source once, ~11 min on 2 cores; not native: its AMX kernels crash)")
+LLAMA_CPP_INSTALL = (
+    "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir 'orgtune[gguf]'  "
+    "(builds llama-cpp-python from source once, ~11 min on 2 cores; not native: its AMX kernels crash)"
+)
 
 _LOG: list[str] = []  # llama.cpp's warnings (e.g. k-quant fallbacks), kept for the report instead of the terminal
 _log_callback = None
@@ -27,8 +29,10 @@ def llama_cpp():
     try:
         import llama_cpp
     except ImportError:
-        raise OrgtuneError("llama.cpp bindings (llama-cpp-python) are not installed; they quantize to k-types "
-                           "and verify every GGUF", fix=LLAMA_CPP_INSTALL) from None
+        raise OrgtuneError(
+            "llama.cpp bindings (llama-cpp-python) are not installed; they quantize to k-types and verify every GGUF",
+            fix=LLAMA_CPP_INSTALL,
+        ) from None
     if _log_callback is None:
         import ctypes
 
@@ -68,8 +72,9 @@ def open_llama(path: Path, **kwargs):
         return lc.Llama(model_path=str(path), **kwargs)
     except (ValueError, RuntimeError, OSError, IndexError) as e:
         why = "; ".join(take_log()[-3:]) or str(e)
-        raise OrgtuneError(f"{path}: llama.cpp cannot load this GGUF file ({why})",
-                           fix=f"the file is damaged or cut short: {fix}") from None
+        raise OrgtuneError(
+            f"{path}: llama.cpp cannot load this GGUF file ({why})", fix=f"the file is damaged or cut short: {fix}"
+        ) from None
 
 
 def sample(llm, prompt_ids: list[int], stop_ids: list[int], s: GenerationSettings) -> Iterator[int]:
@@ -78,8 +83,15 @@ def sample(llm, prompt_ids: list[int], stop_ids: list[int], s: GenerationSetting
     if s.max_new_tokens <= 0:
         return
     n = 0
-    for t in llm.generate(prompt_ids, temp=0.0 if s.greedy else s.temperature, top_k=1 if s.greedy else 0,
-                          top_p=1.0 if s.greedy else s.top_p, min_p=0.0, repeat_penalty=1.0, reset=True):
+    for t in llm.generate(
+        prompt_ids,
+        temp=0.0 if s.greedy else s.temperature,
+        top_k=1 if s.greedy else 0,
+        top_p=1.0 if s.greedy else s.top_p,
+        min_p=0.0,
+        repeat_penalty=1.0,
+        reset=True,
+    ):
         if t in stop_ids:
             return
         yield t
@@ -92,13 +104,22 @@ class LlamaCppBackend:
     """Answers through llama.cpp from a GGUF file. Prompts are rendered by the HF tokenizer's chat template
     (the one training used) and tokenized by llama.cpp; `check_tokenizer` proves both tokenizers agree."""
 
-    def __init__(self, path: Path, tok, *, name: str | None = None, settings: GenerationSettings | None = None, n_ctx: int = 2048,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        tok,
+        *,
+        name: str | None = None,
+        settings: GenerationSettings | None = None,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+    ):
         self.path, self.tok = Path(path), tok
         self.name = name or f"gguf:{self.path.stem}"
         self.settings = settings or GenerationSettings()
-        self.llm = open_llama(path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_batch=512,
-                              logits_all=True, verbose=False, seed=0)
+        self.llm = open_llama(
+            path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_batch=512, logits_all=True, verbose=False, seed=0
+        )
         self.stop_ids = gguf_stop_ids(self.llm, tok)
 
     def close(self) -> None:
@@ -120,7 +141,7 @@ class LlamaCppBackend:
         return text.strip(), len(out) < settings.max_new_tokens
 
     def answer(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
-        from orgtune.data.tokenize import render
+        from orgtune.models.template import render
 
         s = settings or self.settings
         return [self.generate(render(self.tok, c, add_generation_prompt=True), s)[0] for c in conversations]
@@ -132,8 +153,9 @@ class LlamaCppBackend:
         from orgtune.data.formats import Row
         from orgtune.data.tokenize import IGNORE, encode_rows
 
-        enc = encode_rows(self.tok, [Row(line=i, messages=r["messages"], raw=r) for i, r in enumerate(rows, 1)],
-                          max_len=max_len)
+        enc = encode_rows(
+            self.tok, [Row(line=i, messages=r["messages"], raw=r) for i, r in enumerate(rows, 1)], max_len=max_len
+        )
         total, n = 0.0, 0
         for r in enc.rows:
             ids = list(r.input_ids)

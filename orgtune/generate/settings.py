@@ -29,8 +29,11 @@ def hf_generate_args(s: GenerationSettings, *, stop_ids: list[int], pad_id: int 
     seeded from s.seed. Seeds torch's generator when sampling."""
     import torch
 
-    args: dict = dict(max_new_tokens=s.max_new_tokens, eos_token_id=stop_ids,
-                      pad_token_id=pad_id if pad_id is not None else stop_ids[0])
+    args: dict = dict(
+        max_new_tokens=s.max_new_tokens,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id if pad_id is not None else stop_ids[0],
+    )
     if s.greedy:
         return {**args, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     torch.manual_seed(s.seed if s.seed is not None else time.time_ns() % 2**31)

@@ -37,7 +37,7 @@ def gguf_stop_ids(llm, tok=None, render=None) -> list[int]:
     if render is not None:
         probe = "orgtune-probe"
         text = render([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}])
-        after = text[text.rindex(probe) + len(probe):] if probe in text else ""
+        after = text[text.rindex(probe) + len(probe) :] if probe in text else ""
         first = llm.tokenize(after.encode(), add_bos=False, special=True)[:1]
         # a control token detokenizes to nothing unless special tokens are asked for
         if first and not llm.detokenize(first, special=False) and llm.detokenize(first, special=True):

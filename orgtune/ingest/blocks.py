@@ -76,16 +76,28 @@ class Document:
     blocks: list[Block] = field(default_factory=list)
 
     def span_text(self, span: Span) -> str:
-        return self.text[span[0]:span[1]]
+        return self.text[span[0] : span[1]]
 
     def to_dict(self) -> dict:
-        return {"doc_id": self.doc_id, "path": self.path, "format": self.format, "title": self.title,
-                "text": self.text, "blocks": [b.to_dict() for b in self.blocks]}
+        return {
+            "doc_id": self.doc_id,
+            "path": self.path,
+            "format": self.format,
+            "title": self.title,
+            "text": self.text,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
 
     @staticmethod
     def from_dict(d: dict) -> Document:
-        return Document(doc_id=d["doc_id"], path=d["path"], format=d["format"], title=d["title"], text=d["text"],
-                        blocks=[Block.from_dict(b) for b in d["blocks"]])
+        return Document(
+            doc_id=d["doc_id"],
+            path=d["path"],
+            format=d["format"],
+            title=d["title"],
+            text=d["text"],
+            blocks=[Block.from_dict(b) for b in d["blocks"]],
+        )
 
 
 class DocBuilder:
@@ -192,14 +204,21 @@ class DocBuilder:
         text = "".join(self._parts)
         if title is None:
             first = next((b for b in self.blocks if b.kind == "heading"), None)
-            title = text[first.start:first.end] if first else Path(path).stem
-        return Document(doc_id=hashlib.sha256(raw).hexdigest(), path=str(path), format=fmt, title=normalise(title),
-                        text=text, blocks=self.blocks)
+            title = text[first.start : first.end] if first else Path(path).stem
+        return Document(
+            doc_id=hashlib.sha256(raw).hexdigest(),
+            path=str(path),
+            format=fmt,
+            title=normalise(title),
+            text=text,
+            blocks=self.blocks,
+        )
 
 
 _KV = re.compile(
     r"^(?P<key>[A-Za-z][^:=\u2014\u2013]{0,60}?)\s*"
-    r"(?::(?=\s)|\s[\u2014\u2013]\s|\s-{1,2}\s|\s*\.{3,}\s*|\s*=\s*)\s*(?P<value>\S.{0,120})$")
+    r"(?::(?=\s)|\s[\u2014\u2013]\s|\s-{1,2}\s|\s*\.{3,}\s*|\s*=\s*)\s*(?P<value>\S.{0,120})$"
+)
 
 
 def split_kv(line: str) -> tuple[str, str] | None:

@@ -24,12 +24,56 @@ from bs4.element import PreformattedString
 from orgtune.ingest.blocks import DocBuilder, normalise
 from orgtune.ingest.text import emit_text_lines
 
-DROP = {"script", "style", "nav", "header", "footer", "noscript", "template", "head", "svg", "iframe",
-        "button", "select", "object"}
+DROP = {
+    "script",
+    "style",
+    "nav",
+    "header",
+    "footer",
+    "noscript",
+    "template",
+    "head",
+    "svg",
+    "iframe",
+    "button",
+    "select",
+    "object",
+}
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-BLOCK = {"html", "body", "main", "article", "section", "aside", "div", "p", "blockquote", "figure",
-         "figcaption", "address", "details", "summary", "center", "form", "fieldset", "legend", "li", "dd",
-         "dt", "hr", "caption", "tr", "td", "th", "thead", "tbody", "tfoot", "header", "footer", "nav"}
+BLOCK = {
+    "html",
+    "body",
+    "main",
+    "article",
+    "section",
+    "aside",
+    "div",
+    "p",
+    "blockquote",
+    "figure",
+    "figcaption",
+    "address",
+    "details",
+    "summary",
+    "center",
+    "form",
+    "fieldset",
+    "legend",
+    "li",
+    "dd",
+    "dt",
+    "hr",
+    "caption",
+    "tr",
+    "td",
+    "th",
+    "thead",
+    "tbody",
+    "tfoot",
+    "header",
+    "footer",
+    "nav",
+}
 _STRUCTURE = BLOCK | set(HEADINGS) | {"ul", "ol", "dl", "table", "pre"}
 SHORT_DD = 100
 

@@ -45,7 +45,7 @@ def _front_matter(text: str) -> tuple[str, str | None]:
     if not m or not re.match(r"\s*[A-Za-z_][\w-]*\s*:", m.group("body")):  # "---" then prose is a rule
         return text, None
     title = re.search(r"^title:\s*['\"]?(.*?)['\"]?\s*$", m.group("body"), re.M)
-    return text[m.end():], (title.group(1) or None) if title else None
+    return text[m.end() :], (title.group(1) or None) if title else None
 
 
 def _list(tokens: list[Token], i: int) -> tuple[list[str], int]:

@@ -62,8 +62,9 @@ def _page_lines(page, n: int, boxes: list[tuple]) -> list[_Line]:
         sizes = sorted(c["size"] for c in chars)
         bold = sum(bool(_BOLD.search(c.get("fontname", ""))) for c in chars) * 2 > len(chars)
         band = raw["top"] < page.height * MARGIN_BAND or raw["bottom"] > page.height * (1 - MARGIN_BAND)
-        lines.append(_Line(n, raw["top"], raw["bottom"], raw["x0"], text, round(sizes[len(sizes) // 2] * 2) / 2,
-                           bold, band))
+        lines.append(
+            _Line(n, raw["top"], raw["bottom"], raw["x0"], text, round(sizes[len(sizes) // 2] * 2) / 2, bold, band)
+        )
     return lines
 
 
@@ -142,8 +143,11 @@ def _events(data: bytes) -> tuple[list[tuple], float, int]:
         else:
             events.append((ln.page, ln.top, "line", ln))
     events.sort(key=lambda e: (e[0], e[1]))
-    gaps = sorted(b.top - a.bottom for a, b in zip(lines, lines[1:], strict=False)
-                  if a.page == b.page and id(a) not in heads and id(b) not in heads and b.top > a.bottom)
+    gaps = sorted(
+        b.top - a.bottom
+        for a, b in zip(lines, lines[1:], strict=False)
+        if a.page == b.page and id(a) not in heads and id(b) not in heads and b.top > a.bottom
+    )
     line_gap = gaps[len(gaps) // 4] if gaps else 0.0
     return events, line_gap + 0.4 * body, len(ranks)
 
@@ -169,8 +173,12 @@ def read_pdf(data: bytes, b: DocBuilder) -> None:
     for _, _, kind, payload in events:
         if kind == "heading":
             ln, level = payload
-            if heading and ln.page == heading[0].page and ln.size == heading[0].size \
-                    and ln.top - heading[0].bottom < 0.6 * ln.size:
+            if (
+                heading
+                and ln.page == heading[0].page
+                and ln.size == heading[0].size
+                and ln.top - heading[0].bottom < 0.6 * ln.size
+            ):
                 heading = (ln, level, heading[2] + " " + ln.text)  # a heading wrapped over two lines
             else:
                 flush()
@@ -183,8 +191,11 @@ def read_pdf(data: bytes, b: DocBuilder) -> None:
             continue
         ln: _Line = payload
         new_page = prev is not None and ln.page != prev.page
-        if prev is None or (new_page and (prev.text.endswith((".", ":", "!", "?")) or not ln.text[:1].islower())) \
-                or (not new_page and ln.top - prev.bottom > para_gap):
+        if (
+            prev is None
+            or (new_page and (prev.text.endswith((".", ":", "!", "?")) or not ln.text[:1].islower()))
+            or (not new_page and ln.top - prev.bottom > para_gap)
+        ):
             blocks.append([])
             block_x0 = ln.x0
         indent = "  " if ln.x0 - block_x0 > 0.8 * ln.size else ""

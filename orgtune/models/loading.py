@@ -40,14 +40,18 @@ def resolve_source(spec: str) -> ModelSource:
     local = Path(spec).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise OrgtuneError(f"{local}: not a model folder (no config.json)",
-                               fix="pass a folder saved by save_pretrained, a preset (`orgtune models`), or a hub id")
+            raise OrgtuneError(
+                f"{local}: not a model folder (no config.json)",
+                fix="pass a folder saved by save_pretrained, a preset (`orgtune models`), or a hub id",
+            )
         _refuse_custom_code(local)
         return ModelSource(spec, local.resolve(), "folder", preset.name if preset else None)
     hub_id = preset.hub_id if preset else spec
     if preset is None and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
-        raise OrgtuneError(f"model {spec!r} is neither a preset, an existing folder, nor a hub id (owner/name)",
-                           fix=f"use one of the presets ({', '.join(all_presets())}) or a valid path")
+        raise OrgtuneError(
+            f"model {spec!r} is neither a preset, an existing folder, nor a hub id (owner/name)",
+            fix=f"use one of the presets ({', '.join(all_presets())}) or a valid path",
+        )
     path = _from_hub_cache(hub_id)
     _refuse_custom_code(path)
     return ModelSource(spec, path, "hub", preset.name if preset else None)
@@ -72,10 +76,12 @@ def _refuse_custom_code(folder: Path, e: Exception | None = None) -> None:
             return  # transformers has the architecture; the custom code is not needed
     elif "trust_remote_code" not in str(e):
         return
-    raise OrgtuneError(f"{config}: this model needs its own Python code (auto_map: custom architecture), "
-                       "which orgtune never runs (trust_remote_code is off)",
-                       fix="use a model whose architecture transformers ships (see `orgtune models`), or one "
-                           "converted to such an architecture")
+    raise OrgtuneError(
+        f"{config}: this model needs its own Python code (auto_map: custom architecture), "
+        "which orgtune never runs (trust_remote_code is off)",
+        fix="use a model whose architecture transformers ships (see `orgtune models`), or one "
+        "converted to such an architecture",
+    )
 
 
 def _from_hub_cache(hub_id: str) -> Path:
@@ -98,7 +104,8 @@ def _from_hub_cache(hub_id: str) -> Path:
     raise OrgtuneError(
         f"model {hub_id!r} is not in the Hugging Face cache and cannot be downloaded ({reason})",
         fix=f"download it on a connected machine (`hf download {hub_id}`) and copy the cache, pass a local "
-            f"folder, or use a preset that works offline: {', '.join(offline_presets())}")
+        f"folder, or use a preset that works offline: {', '.join(offline_presets())}",
+    )
 
 
 def weights_stamp(folder: Path) -> str:
@@ -117,8 +124,10 @@ def pick_device(requested: str = "auto") -> str:
 
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise OrgtuneError(f"device {requested!r} requested but no CUDA GPU is visible",
-                               fix="drop --device (auto picks what exists) or run on a GPU machine")
+            raise OrgtuneError(
+                f"device {requested!r} requested but no CUDA GPU is visible",
+                fix="drop --device (auto picks what exists) or run on a GPU machine",
+            )
         if requested == "mps" and not torch.backends.mps.is_available():
             raise OrgtuneError("device 'mps' requested but Apple MPS is not available", fix="use --device cpu")
         return requested
@@ -144,7 +153,7 @@ def pick_dtype(device: str, requested: str = "auto"):
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
-    from orgtune.data.tokenize import render
+    from orgtune.models.template import render
 
     try:
         tok = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
@@ -152,8 +161,10 @@ def load_tokenizer(source: ModelSource):
         _refuse_custom_code(source.path, e)
         raise
     if not tok.chat_template:
-        raise OrgtuneError(f"{source.path}: the tokenizer has no chat template",
-                           fix="use an instruct model (its tokenizer_config.json or chat_template.jinja carries one)")
+        raise OrgtuneError(
+            f"{source.path}: the tokenizer has no chat template",
+            fix="use an instruct model (its tokenizer_config.json or chat_template.jinja carries one)",
+        )
     render(tok, [{"role": "user", "content": "hi"}], add_generation_prompt=True)  # a broken template fails here
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -174,14 +185,21 @@ def load_model(spec: str, *, device: str = "auto", dtype: str = "auto", quantiza
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except OSError as e:
-        raise OrgtuneError(f"{source.path}: cannot load model weights ({e})",
-                           fix="the folder needs config.json and *.safetensors weights (pickled .bin files are refused)"
-                           ) from None
+        raise OrgtuneError(
+            f"{source.path}: cannot load model weights ({e})",
+            fix="the folder needs config.json and *.safetensors weights (pickled .bin files are refused)",
+        ) from None
     except ValueError as e:
         _refuse_custom_code(source.path, e)
         raise
     if quantization_config is None:
         model.to(dev)
-    info = {"spec": spec, "path": str(source.path), "kind": source.kind, "preset": source.preset,
-            "device": dev, "dtype": str(torch_dtype).removeprefix("torch.")}
+    info = {
+        "spec": spec,
+        "path": str(source.path),
+        "kind": source.kind,
+        "preset": source.preset,
+        "device": dev,
+        "dtype": str(torch_dtype).removeprefix("torch."),
+    }
     return model, tok, info

@@ -120,10 +120,13 @@ def count_lora(config, lora_r: int, targets: list[str], lora_alpha: float = 32) 
     linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
     missing = [t for t in targets if t not in linear_names]
     if missing:
-        raise OrgtuneError(f"LoRA target(s) {', '.join(missing)} not found in {config.model_type}",
-                           fix=f"choose from the model's linear layers: {', '.join(linear_names)}")
-    peft_model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=targets,
-                                                  task_type="CAUSAL_LM"))
+        raise OrgtuneError(
+            f"LoRA target(s) {', '.join(missing)} not found in {config.model_type}",
+            fix=f"choose from the model's linear layers: {', '.join(linear_names)}",
+        )
+    peft_model = get_peft_model(
+        model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
+    )
     trainable, _ = peft_model.get_nb_trainable_parameters()
     shapes = {n: list(p.shape) for n, p in peft_model.named_parameters() if p.requires_grad}
     return total, trainable, shapes
@@ -138,8 +141,11 @@ def safetensors_size(shapes: dict[str, list[int]], bytes_per_value: int) -> int:
         n = 1
         for s in shape:
             n *= s
-        header[name.replace(".default", "")] = {"dtype": dtype, "shape": shape,
-                                                "data_offsets": [offset, offset + n * bytes_per_value]}
+        header[name.replace(".default", "")] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [offset, offset + n * bytes_per_value],
+        }
         offset += n * bytes_per_value
     text = json.dumps(header, separators=(",", ":"))
     return 8 + len(text) + (-len(text)) % 8 + offset
@@ -157,8 +163,7 @@ def _activation_bytes(config, targets: list[str], tokens: int, checkpointing: bo
     # each LoRA target also keeps its (dropped-out) input.
     q = heads * head_dim
     per_layer = 6 * h + 2 * q + 2 * kv + 4 * inter
-    lora_inputs = {"q_proj": h, "k_proj": h, "v_proj": h, "o_proj": q, "gate_proj": h, "up_proj": h,
-                   "down_proj": inter}
+    lora_inputs = {"q_proj": h, "k_proj": h, "v_proj": h, "o_proj": q, "gate_proj": h, "up_proj": h, "down_proj": inter}
     per_layer += sum(lora_inputs.get(t, h) for t in targets)
     per_layer_bytes = per_layer * bytes_per_act * tokens
     if checkpointing:
@@ -166,9 +171,17 @@ def _activation_bytes(config, targets: list[str], tokens: int, checkpointing: bo
     return layers * per_layer_bytes
 
 
-def plan_run(spec: str, *, lora_r: int = 16, lora_alpha: float = 32, lora_targets: list[str] | None = None,
-             batch_size: int = 4, seq_len: int = 512, gradient_checkpointing: bool = False,
-             optim: str = "adamw_torch") -> Plan:
+def plan_run(
+    spec: str,
+    *,
+    lora_r: int = 16,
+    lora_alpha: float = 32,
+    lora_targets: list[str] | None = None,
+    batch_size: int = 4,
+    seq_len: int = 512,
+    gradient_checkpointing: bool = False,
+    optim: str = "adamw_torch",
+) -> Plan:
     """Count parameters with PEFT on the meta device and estimate training memory for LoRA-16 and QLoRA-4."""
     from orgtune.models import ALL_LINEAR
 
@@ -181,8 +194,9 @@ def plan_run(spec: str, *, lora_r: int = 16, lora_alpha: float = 32, lora_target
     # Parameters inside the decoder layers' linear projections are what bitsandbytes quantizes; the
     # embeddings, norms and the LM head stay in 16 bit.
     model = meta_model(config)
-    linear_in_layers = sum(m.weight.numel() for n, m in model.named_modules()
-                           if type(m).__name__ == "Linear" and ".layers." in n)
+    linear_in_layers = sum(
+        m.weight.numel() for n, m in model.named_modules() if type(m).__name__ == "Linear" and ".layers." in n
+    )
     adam_bytes = 2 if "8bit" in optim else 8
     memory = {}
     for mode, weight_bytes in (
@@ -190,11 +204,25 @@ def plan_run(spec: str, *, lora_r: int = 16, lora_alpha: float = 32, lora_target
         ("qlora (4-bit nf4 base)", int(linear_in_layers * NF4_BITS[True] / 8) + (total - linear_in_layers) * 2),
     ):
         memory[mode] = MemoryEstimate(
-            weights=weight_bytes, adapter=trainable * 4, gradients=trainable * 4, optimizer=trainable * adam_bytes,
+            weights=weight_bytes,
+            adapter=trainable * 4,
+            gradients=trainable * 4,
+            optimizer=trainable * adam_bytes,
             activations=_activation_bytes(config, targets, tokens, gradient_checkpointing, 2),
-            logits=tokens * vocab * 4, runtime=RUNTIME_OVERHEAD)
-    return Plan(model=spec, architecture=config.architectures[0] if config.architectures else config.model_type,
-                total_params=total, trainable_params=trainable, lora_r=lora_r, lora_targets=targets,
-                adapter_bytes_fp16=safetensors_size(shapes, 2), adapter_bytes_fp32=safetensors_size(shapes, 4),
-                batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
-                memory=memory)
+            logits=tokens * vocab * 4,
+            runtime=RUNTIME_OVERHEAD,
+        )
+    return Plan(
+        model=spec,
+        architecture=config.architectures[0] if config.architectures else config.model_type,
+        total_params=total,
+        trainable_params=trainable,
+        lora_r=lora_r,
+        lora_targets=targets,
+        adapter_bytes_fp16=safetensors_size(shapes, 2),
+        adapter_bytes_fp32=safetensors_size(shapes, 4),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        gradient_checkpointing=gradient_checkpointing,
+        memory=memory,
+    )

@@ -20,9 +20,9 @@ from orgtune.ingest.read import find_files
 
 @dataclass(frozen=True)
 class Doc:
-    key: str      # the path under its --docs folder (a file given directly: its name)
+    key: str  # the path under its --docs folder (a file given directly: its name)
     path: Path
-    sha256: str   # = the doc_id `data build` gives it
+    sha256: str  # = the doc_id `data build` gives it
 
 
 @dataclass
@@ -52,12 +52,16 @@ def scan(roots: list[Path]) -> dict[str, Doc]:
             if len(roots) > 1 and root.is_dir():
                 key = f"{root.name}/{key}"
             if key in out:
-                raise OrgtuneError(f"two documents are both called {key!r}: {out[key].path} and {f}",
-                                   fix="rename one, or pass the folders so that their names differ")
+                raise OrgtuneError(
+                    f"two documents are both called {key!r}: {out[key].path} and {f}",
+                    fix="rename one, or pass the folders so that their names differ",
+                )
             out[key] = Doc(key, f, _sha(f))
     if not out:
-        raise OrgtuneError(f"no document under {', '.join(map(str, roots))}",
-                           fix="pass folders or files with .txt .md .html .pdf .docx documents")
+        raise OrgtuneError(
+            f"no document under {', '.join(map(str, roots))}",
+            fix="pass folders or files with .txt .md .html .pdf .docx documents",
+        )
     return out
 
 
@@ -81,6 +85,7 @@ def _facts(data_dir: Path, doc_id: str) -> list[dict]:
 
 def changed_facts(old_data: Path, old_doc_id: str, new_data: Path, new_doc_id: str) -> list[dict]:
     """Facts of one document whose value changed between two builds (matched by kind, subject, attribute)."""
+
     def key(f):
         return f["kind"], (f.get("subject") or "").lower(), (f.get("attribute") or "").lower()
 
@@ -89,6 +94,14 @@ def changed_facts(old_data: Path, old_doc_id: str, new_data: Path, new_doc_id: s
     for f in _facts(new_data, new_doc_id):
         before = old.get(key(f))
         if before is not None and before["value"] != f["value"] and f["kind"] != "procedure":
-            out.append({"fact_id": f["fact_id"], "kind": f["kind"], "subject": f.get("subject"),
-                        "attribute": f.get("attribute"), "old": before["value"], "new": f["value"]})
+            out.append(
+                {
+                    "fact_id": f["fact_id"],
+                    "kind": f["kind"],
+                    "subject": f.get("subject"),
+                    "attribute": f.get("attribute"),
+                    "old": before["value"],
+                    "new": f["value"],
+                }
+            )
     return out

@@ -30,12 +30,21 @@ def general_items(limit: int | None) -> list[dict]:
 
 
 def general_check(model, tok, items: list[dict], *, use_adapter: bool) -> dict:
-    backend = HFBackend(model, tok, name="general", use_adapter=use_adapter,
-                        settings=GenerationSettings(max_new_tokens=64, batch_size=16))
+    backend = HFBackend(
+        model,
+        tok,
+        name="general",
+        use_adapter=use_adapter,
+        settings=GenerationSettings(max_new_tokens=64, batch_size=16),
+    )
     answers = backend.answer([[{"role": "user", "content": g["question"]}] for g in items])
     per_item = {g["id"]: right(g, a) for g, a in zip(items, answers, strict=True)}
-    return {"items": len(items), "right": sum(per_item.values()), "per_item": per_item,
-            "answers": dict(zip((g["id"] for g in items), answers, strict=True))}
+    return {
+        "items": len(items),
+        "right": sum(per_item.values()),
+        "per_item": per_item,
+        "answers": dict(zip((g["id"] for g in items), answers, strict=True)),
+    }
 
 
 def score_candidate(model, tok, probes: list[dict]) -> dict[str, dict]:
@@ -52,21 +61,39 @@ def _acc(results: dict[str, dict], ids: list[str]) -> float | None:
     return sum(results[i]["correct"] for i in ids) / len(ids) if ids else None
 
 
-def decide(*, probes: list[dict], candidate: dict[str, dict], reference: dict[str, dict] | None, general: dict,
-           general_ref: dict, changed: list[dict], settings) -> dict:
+def decide(
+    *,
+    probes: list[dict],
+    candidate: dict[str, dict],
+    reference: dict[str, dict] | None,
+    general: dict,
+    general_ref: dict,
+    changed: list[dict],
+    settings,
+) -> dict:
     trained = [p for p in probes if not p["held_out"]]
     new = [p["probe_id"] for p in trained if p["nightly"]["group"] == "new"]
     old = [p["probe_id"] for p in trained if p["nightly"]["group"] == "old"]
     held = [p["probe_id"] for p in probes if p["held_out"]]
     figures = {
         "new": {"n": len(new), "accuracy": _acc(candidate, new)},
-        "old": {"n": len(old), "accuracy": _acc(candidate, old),
-                "promoted": _acc(reference, old) if reference and all(i in reference for i in old) else None},
-        "general": {"items": general["items"], "right": general["right"], "reference": general_ref["right"],
-                    "worse": sum(1 for k, ok in general_ref["per_item"].items()
-                                 if ok and not general["per_item"].get(k, False))},
-        "held_out": {"n": len(held), "confident_wrong": sum(not candidate[i]["correct"] and not candidate[i]["abstained"]
-                                                           for i in held)},
+        "old": {
+            "n": len(old),
+            "accuracy": _acc(candidate, old),
+            "promoted": _acc(reference, old) if reference and all(i in reference for i in old) else None,
+        },
+        "general": {
+            "items": general["items"],
+            "right": general["right"],
+            "reference": general_ref["right"],
+            "worse": sum(
+                1 for k, ok in general_ref["per_item"].items() if ok and not general["per_item"].get(k, False)
+            ),
+        },
+        "held_out": {
+            "n": len(held),
+            "confident_wrong": sum(not candidate[i]["correct"] and not candidate[i]["abstained"] for i in held),
+        },
     }
     by_fact = {p["fact_id"]: p for p in probes}
     stale = []
@@ -74,22 +101,34 @@ def decide(*, probes: list[dict], candidate: dict[str, dict], reference: dict[st
         p = by_fact.get(c["fact_id"])
         if p is not None and len(c["old"]) <= 40 and value_in_text(c["old"], candidate[p["probe_id"]]["answer"]):
             stale.append({**c, "answer": candidate[p["probe_id"]]["answer"]})
-    figures["changed_facts"] = {"n": len(changed), "probed": sum(c["fact_id"] in by_fact for c in changed),
-                                "old_value_survives": stale}
+    figures["changed_facts"] = {
+        "n": len(changed),
+        "probed": sum(c["fact_id"] in by_fact for c in changed),
+        "old_value_survives": stale,
+    }
     reasons = []
     if new and figures["new"]["accuracy"] < settings.threshold:
-        reasons.append(f"new documents' accuracy {figures['new']['accuracy']:.1%} is under the threshold "
-                       f"{settings.threshold:.0%}")
+        reasons.append(
+            f"new documents' accuracy {figures['new']['accuracy']:.1%} is under the threshold {settings.threshold:.0%}"
+        )
     o = figures["old"]
     if o["accuracy"] is not None and o["promoted"] is not None and o["promoted"] - o["accuracy"] > settings.old_margin:
-        reasons.append(f"earlier documents' accuracy fell from {o['promoted']:.1%} to {o['accuracy']:.1%} "
-                       f"(margin {settings.old_margin:.0%})")
+        reasons.append(
+            f"earlier documents' accuracy fell from {o['promoted']:.1%} to {o['accuracy']:.1%} "
+            f"(margin {settings.old_margin:.0%})"
+        )
     g = figures["general"]
     if (g["reference"] - g["right"]) / g["items"] > settings.general_margin:
-        reasons.append(f"general check fell from {g['reference']} to {g['right']} of {g['items']} "
-                       f"(margin {settings.general_margin:.0%})")
-    return {"promote": not reasons, "reasons": reasons, "figures": figures,
-            "decided": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        reasons.append(
+            f"general check fell from {g['reference']} to {g['right']} of {g['items']} "
+            f"(margin {settings.general_margin:.0%})"
+        )
+    return {
+        "promote": not reasons,
+        "reasons": reasons,
+        "figures": figures,
+        "decided": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def load_candidate(run_dir: Path):

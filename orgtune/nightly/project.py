@@ -26,16 +26,16 @@ class NightlySettings:
     """Fixed at the first night; a later night may override the gate and the training settings."""
 
     model: str = "smollm2-135m"
-    replay: float = 1.0          # replayed earlier rows per new row (rows of documents that did not change)
-    threshold: float = 0.7       # new documents' trained-fact probes: least accuracy to promote
-    old_margin: float = 0.05     # largest drop allowed on earlier documents' probes (accuracy points)
+    replay: float = 1.0  # replayed earlier rows per new row (rows of documents that did not change)
+    threshold: float = 0.7  # new documents' trained-fact probes: least accuracy to promote
+    old_margin: float = 0.05  # largest drop allowed on earlier documents' probes (accuracy points)
     general_margin: float = 0.02  # largest drop allowed on the general check (share of its items)
     epochs: float | None = None  # each later night's training, from the promoted adapter (None: the preset's
-    lr: float | None = None      # `incremental` settings, else its usual ones)
+    lr: float | None = None  # `incremental` settings, else its usual ones)
     first_epochs: float | None = None  # the first night (no promoted model): None = the preset's
     first_lr: float | None = None
     examples_per_fact: int = 5
-    general_items: int | None = None   # the general check's first N items (None: all)
+    general_items: int | None = None  # the general check's first N items (None: all)
     general_replay: float | None = None  # None: the run config's default
     max_steps: int | None = None
 
@@ -80,12 +80,15 @@ class Project:
             saved = json.loads(f.read_text(encoding="utf-8"))
             given = {k: v for k, v in (overrides or {}).items() if v is not None}
             if "model" in given and given["model"] != saved["model"]:
-                raise OrgtuneError(f"{path} trains {saved['model']!r}, not {given['model']!r}",
-                                   fix="drop --model, or start a new --project for another base model")
+                raise OrgtuneError(
+                    f"{path} trains {saved['model']!r}, not {given['model']!r}",
+                    fix="drop --model, or start a new --project for another base model",
+                )
             return cls(path, NightlySettings(**{**saved, **given}))
         if not create:
-            raise OrgtuneError(f"{path}: not a nightly project (no nightly.json)",
-                               fix="pass the --project folder of `orgtune nightly`")
+            raise OrgtuneError(
+                f"{path}: not a nightly project (no nightly.json)", fix="pass the --project folder of `orgtune nightly`"
+            )
         s = NightlySettings(**{k: v for k, v in (overrides or {}).items() if v is not None})
         path.mkdir(parents=True, exist_ok=True)
         atomic.write_json(f, asdict(s))
@@ -101,8 +104,10 @@ class Project:
 
     def promote(self, night_id: str) -> None:
         p = self._pointer()
-        atomic.write_json(self.path / "promoted.json", {"night": night_id, "stack": [*p["stack"], night_id],
-                                                        "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        atomic.write_json(
+            self.path / "promoted.json",
+            {"night": night_id, "stack": [*p["stack"], night_id], "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
 
     def rollback(self, to: str | None = None) -> tuple[str, str]:
         p = self._pointer()
@@ -112,16 +117,21 @@ class Project:
         current = stack[-1]
         if to is None:
             if len(stack) < 2:
-                raise OrgtuneError(f"{current} is the only promoted night; there is nothing to roll back to",
-                                   fix="keep it, or start the project over")
+                raise OrgtuneError(
+                    f"{current} is the only promoted night; there is nothing to roll back to",
+                    fix="keep it, or start the project over",
+                )
             stack.pop()
         else:
             if to not in stack:
-                raise OrgtuneError(f"night {to!r} was never promoted in {self.path}",
-                                   fix=f"pick one of: {', '.join(stack)}")
-            stack = stack[:stack.index(to) + 1]
-        atomic.write_json(self.path / "promoted.json", {"night": stack[-1], "stack": stack,
-                                                        "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                raise OrgtuneError(
+                    f"night {to!r} was never promoted in {self.path}", fix=f"pick one of: {', '.join(stack)}"
+                )
+            stack = stack[: stack.index(to) + 1]
+        atomic.write_json(
+            self.path / "promoted.json",
+            {"night": stack[-1], "stack": stack, "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
         self.record({"event": "rollback", "from": current, "to": stack[-1]})
         return current, stack[-1]
 

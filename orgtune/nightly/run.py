@@ -32,8 +32,10 @@ def _extra_rows(path: Path | None) -> list[dict]:
         return []
     from orgtune.data.formats import SFT_FORMATS, load_rows
 
-    return [{"messages": r.messages, "task": "EXTRA", "source": {"extra": str(path), "line": r.line}}
-            for r in load_rows(path, allowed=SFT_FORMATS).rows]
+    return [
+        {"messages": r.messages, "task": "EXTRA", "source": {"extra": str(path), "line": r.line}}
+        for r in load_rows(path, allowed=SFT_FORMATS).rows
+    ]
 
 
 def _build(project: Project, night_dir: Path, paths: list[Path], log) -> Path:
@@ -45,8 +47,12 @@ def _build(project: Project, night_dir: Path, paths: list[Path], log) -> Path:
         return data
     preset = find_preset(project.settings.model)
     fmt = (preset.defaults.get("model", {}).get("task_prefix_format") if preset else None) or "[{TASK}] {instruction}"
-    build(paths, data, BuildSettings(examples_per_fact=project.settings.examples_per_fact, task_prefix_format=fmt),
-          log=log)
+    build(
+        paths,
+        data,
+        BuildSettings(examples_per_fact=project.settings.examples_per_fact, task_prefix_format=fmt),
+        log=log,
+    )
     return data
 
 
@@ -66,20 +72,45 @@ def _general_reference(project: Project, promoted: str | None, model, tok, items
     return ref
 
 
-def nightly(docs: list[Path], project_dir: Path, *, night: str | None = None, extra_data: Path | None = None,
-            settings: dict | None = None, export: list[str] | None = None, ollama: str | None = None,
-            log=print) -> dict:
+def nightly(
+    docs: list[Path],
+    project_dir: Path,
+    *,
+    night: str | None = None,
+    extra_data: Path | None = None,
+    settings: dict | None = None,
+    export: list[str] | None = None,
+    ollama: str | None = None,
+    log=print,
+) -> dict:
     """Run one night; returns its gate record (decision, reasons, figures). One night at a time per project:
     a second one fails at once, naming the first one's pid. `orgtune nightly --docs DIR --project P` runs it."""
     from orgtune.train import lock
 
     with lock.hold(Path(project_dir), "orgtune nightly"):
-        return _night(docs, project_dir, night=night, extra_data=extra_data, settings=settings, export=export,
-                      ollama=ollama, log=log)
+        return _night(
+            docs,
+            project_dir,
+            night=night,
+            extra_data=extra_data,
+            settings=settings,
+            export=export,
+            ollama=ollama,
+            log=log,
+        )
 
 
-def _night(docs: list[Path], project_dir: Path, *, night: str | None, extra_data: Path | None, settings: dict | None,
-           export: list[str] | None, ollama: str | None, log) -> dict:
+def _night(
+    docs: list[Path],
+    project_dir: Path,
+    *,
+    night: str | None,
+    extra_data: Path | None,
+    settings: dict | None,
+    export: list[str] | None,
+    ollama: str | None,
+    log,
+) -> dict:
     from orgtune.nightly.gate import decide, general_check, general_items, load_candidate, score_candidate
     from orgtune.train.sft import train
 
@@ -98,19 +129,13 @@ def _night(docs: list[Path], project_dir: Path, *, night: str | None, extra_data
     night_id = project.new_night_id(night)
     nd = project.night(night_id)
     nd.mkdir(parents=True, exist_ok=True)
-    log(f"night {night_id}: {len(delta.added)} added, {len(delta.changed)} changed, {len(delta.removed)} removed, "
-        f"{len(delta.unchanged)} unchanged document(s) since {promoted or 'the start'}")
+    log(
+        f"night {night_id}: {len(delta.added)} added, {len(delta.changed)} changed, {len(delta.removed)} removed, "
+        f"{len(delta.unchanged)} unchanged document(s) since {promoted or 'the start'}"
+    )
     fresh = delta.added + delta.changed
     data = _build(project, nd, [current[k].path for k in fresh], log) if fresh else None
-    changed = []
-    for k in delta.changed:
-        old_data = project.nights_dir / prev[k]["data_night"] / "data"
-        for c in changed_facts(old_data, prev[k]["sha256"], data, current[k].sha256):
-            changed.append({**c, "doc": k})
-            log(f"changed in {k}: {c['subject']} {c['attribute']}: {c['old']!r} → {c['new']!r}")
-    atomic.write_json(nd / "delta.json", {**asdict(delta), "changed_facts": changed, "parent_night": promoted,
-                                          "docs": {k: d.sha256 for k, d in current.items()},
-                                          "extra_data": str(extra_data) if extra_data else None})
+    changed = _write_delta(project, nd, delta, prev, current, data, promoted, extra_data, log)
     mix = assemble(project.nights_dir, nd, delta, prev, current, data, extra, replay=s.replay, seed=0)
     log("mix: " + ", ".join(f"{k} {v}" for k, v in mix["counts"].items()))
 
@@ -119,35 +144,81 @@ def _night(docs: list[Path], project_dir: Path, *, night: str | None, extra_data
         log("only removals: no training; the promoted model stands for the new set of documents")
         run_dir = parent_run
     else:
-        run_dir = train(mix["dir"], nd / "run", overrides=s.config_overrides(first=promoted is None),
-                        init_adapter=parent_run, log=log).path
+        run_dir = train(
+            mix["dir"],
+            nd / "run",
+            overrides=s.config_overrides(first=promoted is None),
+            init_adapter=parent_run,
+            log=log,
+        ).path
     model, tok = load_candidate(run_dir)
     log(f"gate: answering {len(mix['probes'])} probes and the general check")
     candidate = score_candidate(model, tok, mix["probes"])
     items = general_items(s.general_items)
     general = general_check(model, tok, items, use_adapter=True)
     reference = json.loads((project.night(promoted) / "gate.json").read_text())["probes"] if promoted else None
-    decision = decide(probes=mix["probes"], candidate=candidate, reference=reference, general=general,
-                      general_ref=_general_reference(project, promoted, model, tok, items), changed=changed,
-                      settings=s)
+    decision = decide(
+        probes=mix["probes"],
+        candidate=candidate,
+        reference=reference,
+        general=general,
+        general_ref=_general_reference(project, promoted, model, tok, items),
+        changed=changed,
+        settings=s,
+    )
     state = {k: ({"sha256": current[k].sha256, "data_night": night_id} if k in fresh else prev[k]) for k in current}
     atomic.write_json(nd / "state.json", {"docs": state, "run": str(run_dir), "parent_night": promoted})
-    record = {"night": night_id, "run": str(run_dir), "parent_night": promoted, **decision,
-              "probes": {k: {"correct": v["correct"], "abstained": v["abstained"]} for k, v in candidate.items()},
-              "general": general, "settings": asdict(s), "mix": mix["counts"]}
+    record = {
+        "night": night_id,
+        "run": str(run_dir),
+        "parent_night": promoted,
+        **decision,
+        "probes": {k: {"correct": v["correct"], "abstained": v["abstained"]} for k, v in candidate.items()},
+        "general": general,
+        "settings": asdict(s),
+        "mix": mix["counts"],
+    }
     atomic.write_json(nd / "gate.json", record)  # the night's completion marker
     if decision["promote"]:
         project.promote(night_id)
         log(f"promoted {night_id}")
     else:
         log(f"not promoted: {'; '.join(decision['reasons'])}; {promoted or 'nothing'} stays promoted")
-    project.record({"event": "night", "night": night_id, "promoted": decision["promote"],
-                    "reasons": decision["reasons"], "figures": decision["figures"]})
+    project.record(
+        {
+            "event": "night",
+            "night": night_id,
+            "promoted": decision["promote"],
+            "reasons": decision["reasons"],
+            "figures": decision["figures"],
+        }
+    )
     if decision["promote"] and (export or ollama):
         from orgtune.export.run import export as export_run
 
         export_run(Path(run_dir), gguf_types=export or ["q4_k_m"], ollama_name=ollama, log=log)
     return record
+
+
+def _write_delta(project, nd: Path, delta, prev: dict, current: dict, data, promoted, extra_data, log) -> list[dict]:
+    """The night's delta.json: documents added/changed/removed and the facts whose value changed."""
+    changed = []
+    for k in delta.changed:
+        old_data = project.nights_dir / prev[k]["data_night"] / "data"
+        for c in changed_facts(old_data, prev[k]["sha256"], data, current[k].sha256):
+            changed.append({**c, "doc": k})
+            log(f"changed in {k}: {c['subject']} {c['attribute']}: {c['old']!r} → {c['new']!r}")
+    atomic.write_json(
+        nd / "delta.json",
+        {
+            **asdict(delta),
+            "changed_facts": changed,
+            "parent_night": promoted,
+            "docs": {k: d.sha256 for k, d in current.items()},
+            "extra_data": str(extra_data) if extra_data else None,
+        },
+    )
+    return changed
 
 
 def _acc(x: float | None) -> str:
@@ -171,9 +242,11 @@ def history_table(project_dir: Path) -> str:
         g = f["general"]
         mark = " *" if h["night"] == promoted else ""
         what = "promoted" if h["promoted"] else "rejected: " + "; ".join(h["reasons"])
-        lines.append(f"{h['night'] + mark:<16} {_acc(f['new']['accuracy']):>7} {old:>15} "
-                     f"{g['reference']}→{g['right']}/{g['items']:>3} {f['held_out']['confident_wrong']:>7}/{f['held_out']['n']:<6}"
-                     f"  {what}")
+        lines.append(
+            f"{h['night'] + mark:<16} {_acc(f['new']['accuracy']):>7} {old:>15} "
+            f"{g['reference']}→{g['right']}/{g['items']:>3} {f['held_out']['confident_wrong']:>7}/{f['held_out']['n']:<6}"
+            f"  {what}"
+        )
     lines.append(f"promoted: {promoted or 'none'} (*)")
     return "\n".join(lines)
 

@@ -76,12 +76,21 @@ class PrefResult:
 @dataclass
 class _Pairs:
     """The pairs made so far, and how many of each kind of rejected answer."""
+
     docs: dict
     rows: list[dict] = field(default_factory=list)
     kinds: dict[str, int] = field(default_factory=dict)
 
-    def add(self, question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None,
-            confidence: float | None = None) -> None:
+    def add(
+        self,
+        question: str,
+        chosen: str,
+        rejected: str,
+        kind: str,
+        fact_ids: list[str],
+        source: dict | None,
+        confidence: float | None = None,
+    ) -> None:
         self.rows.append(_row(question, chosen, rejected, kind, fact_ids, source, confidence))
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
@@ -96,11 +105,19 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     folder = read_folder(data_dir)
     rng = random.Random(s.seed)
     # 1–2. Questions: trained facts, facts kept out of training, things no document states.
-    qs = ask(folder, rng, questions_per_fact=s.questions_per_fact, max_questions=s.max_questions,
-             unknown_per_fact=s.unknown_per_fact, abstain_share=s.abstain_share)
+    qs = ask(
+        folder,
+        rng,
+        questions_per_fact=s.questions_per_fact,
+        max_questions=s.max_questions,
+        unknown_per_fact=s.unknown_per_fact,
+        abstain_share=s.abstain_share,
+    )
     if not qs.asks:
-        raise OrgtuneError(f"{data_dir}: no trained fact has a phrasing left to ask",
-                           fix="rebuild the data with fewer --examples-per-fact, or write a preference file by hand")
+        raise OrgtuneError(
+            f"{data_dir}: no trained fact has a phrasing left to ask",
+            fix="rebuild the data with fewer --examples-per-fact, or write a preference file by hand",
+        )
     # 3. The model answers every question (real generation, eval's token budget per task).
     source_model, (fact_said, unknown_said, unstated_said) = _answer(model, qs, s.batch_size, log)
     # 4. Pairs.
@@ -113,17 +130,36 @@ def build_prefs(data_dir: Path, model: str, out: Path, settings: PrefSettings | 
     # 5. Split by fact (abstention rows by their question), write both files atomically.
     train_rows, val_rows = _split(pairs.rows, s.val_fraction, s.seed)
     if not train_rows:
-        raise OrgtuneError(f"{data_dir}: no preference pair could be made", fix="check that the data folder has trained facts")
-    counts = {"questions": len(qs.asks), "unknown_questions": len(qs.unknown), "unstated_questions": len(qs.unstated),
-              "pairs": len(pairs.rows), "train": len(train_rows), "val": len(val_rows), "rejected_kinds": pairs.kinds,
-              "model_right_on_fact_questions": model_right,
-              "model_sure_and_right": len(sure_right), "skipped_wrong_but_sure": skipped_sure,
-              "dropped_for_probe_leakage": len(qs.leaked), "seconds": round(time.time() - started, 1)}
+        raise OrgtuneError(
+            f"{data_dir}: no preference pair could be made", fix="check that the data folder has trained facts"
+        )
+    counts = {
+        "questions": len(qs.asks),
+        "unknown_questions": len(qs.unknown),
+        "unstated_questions": len(qs.unstated),
+        "pairs": len(pairs.rows),
+        "train": len(train_rows),
+        "val": len(val_rows),
+        "rejected_kinds": pairs.kinds,
+        "model_right_on_fact_questions": model_right,
+        "model_sure_and_right": len(sure_right),
+        "skipped_wrong_but_sure": skipped_sure,
+        "dropped_for_probe_leakage": len(qs.leaked),
+        "seconds": round(time.time() - started, 1),
+    }
     atomic.write_jsonl(out, train_rows)
     atomic.write_jsonl(val_out, val_rows)
-    atomic.write_json(out.with_name(out.stem + ".manifest.json"),
-                      {"kind": "orgtune-prefs", "data": str(data_dir.resolve()), "answered_by": source_model,
-                       "settings": s.__dict__, "counts": counts, "files": {"train": str(out), "val": str(val_out)}})
+    atomic.write_json(
+        out.with_name(out.stem + ".manifest.json"),
+        {
+            "kind": "orgtune-prefs",
+            "data": str(data_dir.resolve()),
+            "answered_by": source_model,
+            "settings": s.__dict__,
+            "counts": counts,
+            "files": {"train": str(out), "val": str(val_out)},
+        },
+    )
     return PrefResult(out, val_out, counts)
 
 
@@ -135,8 +171,10 @@ def _check(data_dir: Path, out: Path, s: PrefSettings) -> None:
     for name in ("abstain_share", "val_fraction", "refusal_share", "sure"):
         value = getattr(s, name)
         if not 0 <= value <= (10 if name == "abstain_share" else 1):
-            raise OrgtuneError(f"--{name.replace('_', '-')} {value}: out of range",
-                               fix="a share between 0 and 1 (--abstain-share: 0 to 10)")
+            raise OrgtuneError(
+                f"--{name.replace('_', '-')} {value}: out of range",
+                fix="a share between 0 and 1 (--abstain-share: 0 to 10)",
+            )
     if out.suffix != ".jsonl":
         raise OrgtuneError(f"--out {out}: preference file must end in .jsonl", fix="e.g. --out data/v1/prefs.jsonl")
 
@@ -159,18 +197,31 @@ def _answer(model: str, qs: Questions, batch_size: int, log) -> tuple[dict, list
 
     backend, source_model = _resolve_model(model)
     log(f"answering {len(qs.asks) + len(qs.unknown) + len(qs.unstated)} questions with {backend.name}")
-    questions = ([{"task": task, "question": q} for _, task, q, _ in qs.asks + qs.unknown]
-                 + [{"task": "SPEC", "question": u[1]} for u in qs.unstated])
+    questions = [{"task": task, "question": q} for _, task, q, _ in qs.asks + qs.unknown] + [
+        {"task": "SPEC", "question": u[1]} for u in qs.unstated
+    ]
     answers = answer_probes(backend, questions, GenerationSettings(batch_size=batch_size))
     with backend.active():
-        confidence = answer_confidence(backend.model, backend.tok, [[{"role": "user", "content": q["question"]}]
-                                                                    for q in questions], answers, max_len=1024)
+        confidence = answer_confidence(
+            backend.model,
+            backend.tok,
+            [[{"role": "user", "content": q["question"]}] for q in questions],
+            answers,
+            max_len=1024,
+        )
     a, b = len(qs.asks), len(qs.asks) + len(qs.unknown)
     return source_model, [(answers[:a], confidence[:a]), (answers[a:b], confidence[a:b]), (answers[b:], confidence[b:])]
 
 
-def _fact_pairs(pairs: _Pairs, folder: DataFolder, asks: list[Ask], answers: list[str], conf: list[float],
-                sure: float, rng: random.Random) -> tuple[int, list[int]]:
+def _fact_pairs(
+    pairs: _Pairs,
+    folder: DataFolder,
+    asks: list[Ask],
+    answers: list[str],
+    conf: list[float],
+    sure: float,
+    rng: random.Random,
+) -> tuple[int, list[int]]:
     """A pair per fact question: the grounded answer against the model's wrong one, else a corrupted copy.
     Returns how many the model got right, and which of them (indices into `asks`) it was sure of."""
     from orgtune.evaluate.score import score_probe
@@ -192,13 +243,15 @@ def _fact_pairs(pairs: _Pairs, folder: DataFolder, asks: list[Ask], answers: lis
             pair = corrupt(f, grounded, neighbours.get((f.doc_id, f.kind), []), rng)
             if pair is None:
                 continue
-        pairs.add(q, grounded, pair[0], pair[1], [f.fact_id], _source(f, pairs.docs),
-                  conf[i] if pair[1] == "model" else None)
+        pairs.add(
+            q, grounded, pair[0], pair[1], [f.fact_id], _source(f, pairs.docs), conf[i] if pair[1] == "model" else None
+        )
     return model_right, sure_right
 
 
-def _refusal_pairs(pairs: _Pairs, asks: list[Ask], conf: list[float], sure_right: list[int], s: PrefSettings,
-                   rng: random.Random) -> None:
+def _refusal_pairs(
+    pairs: _Pairs, asks: list[Ask], conf: list[float], sure_right: list[int], s: PrefSettings, rng: random.Random
+) -> None:
     """Refusal pairs: on any fact question, or (with `sure`) only where the model is right and sure."""
     pool = sure_right if s.sure else list(range(len(asks)))
     refuse = rng.sample(pool, min(len(pool), round(s.refusal_share * len(asks))))
@@ -210,12 +263,18 @@ def _against_abstaining(pairs: _Pairs, ask_: Ask, confidence: float, kind: str) 
     """The grounded answer against abstaining in the place of the value, in the words unknown facts choose:
     the pairs contrast on whether the model knows the fact, not on the wording."""
     f, _task, q, grounded = ask_
-    pairs.add(q, grounded, dont_know(f, pairs.docs[f.doc_id], grounded), kind, [f.fact_id],
-              _source(f, pairs.docs), confidence)
+    pairs.add(
+        q, grounded, dont_know(f, pairs.docs[f.doc_id], grounded), kind, [f.fact_id], _source(f, pairs.docs), confidence
+    )
 
 
-def _abstention_pairs(pairs: _Pairs, qs: Questions, unknown_said: tuple[list[str], list[float]],
-                      unstated_said: tuple[list[str], list[float]], sure: float) -> int:
+def _abstention_pairs(
+    pairs: _Pairs,
+    qs: Questions,
+    unknown_said: tuple[list[str], list[float]],
+    unstated_said: tuple[list[str], list[float]],
+    sure: float,
+) -> int:
     """Abstaining against the model's made-up answer, on unknown facts and unstated things; returns how many
     wrong answers were skipped because the model was sure of them."""
     from orgtune.evaluate.score import abstains, score_probe
@@ -234,8 +293,15 @@ def _abstention_pairs(pairs: _Pairs, qs: Questions, unknown_said: tuple[list[str
         if sure and conf >= sure:
             skipped_sure += 1
             continue
-        pairs.add(q, a, said.strip(), "abstain", [],
-                  {"doc_id": doc_id, "path": pairs.docs[doc_id].path, "unstated": what}, conf)
+        pairs.add(
+            q,
+            a,
+            said.strip(),
+            "abstain",
+            [],
+            {"doc_id": doc_id, "path": pairs.docs[doc_id].path, "unstated": what},
+            conf,
+        )
     return skipped_sure
 
 
@@ -246,8 +312,11 @@ def _anchor_pairs(pairs: _Pairs, asks: list[Ask], conf: list[float]) -> None:
     first_ask: dict[str, int] = {}
     for i, (f, _task, _q, _g) in enumerate(asks):
         first_ask.setdefault(f.fact_id, i)
-    borrowed_from = [(r["prompt"][0]["content"], r["rejected"][0]["content"]) for r in pairs.rows
-                     if r["rejected_kind"] in ("unknown", "abstain")]
+    borrowed_from = [
+        (r["prompt"][0]["content"], r["rejected"][0]["content"])
+        for r in pairs.rows
+        if r["rejected_kind"] in ("unknown", "abstain")
+    ]
     for fid in borrowed(borrowed_from, [asks[i][0] for i in first_ask.values()]):
         if fid not in have:
             _against_abstaining(pairs, asks[first_ask[fid]], conf[first_ask[fid]], "anchor")
@@ -258,13 +327,15 @@ def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], li
     val_ids = _val_ids(sorted({i for r in rows for i in r["fact_ids"]}), fraction, seed)
     val_q = _val_ids(sorted(r["prompt"][0]["content"] for r in rows if not r["fact_ids"]), fraction, seed)
     is_val = [bool(set(r["fact_ids"]) & val_ids) or r["prompt"][0]["content"] in val_q for r in rows]
-    return ([r for r, v in zip(rows, is_val, strict=True) if not v],
-            [r for r, v in zip(rows, is_val, strict=True) if v])
+    return (
+        [r for r, v in zip(rows, is_val, strict=True) if not v],
+        [r for r, v in zip(rows, is_val, strict=True) if v],
+    )
 
 
 def _val_ids(fact_ids: list[str], fraction: float, seed: int) -> set[str]:
     ranked = sorted(fact_ids, key=lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
-    return set(ranked[:max(1, round(fraction * len(ranked)))]) if fraction > 0 and len(ranked) > 1 else set()
+    return set(ranked[: max(1, round(fraction * len(ranked)))]) if fraction > 0 and len(ranked) > 1 else set()
 
 
 def _source(f: Fact, docs: dict) -> dict:
@@ -273,17 +344,34 @@ def _source(f: Fact, docs: dict) -> dict:
 
 def _as_probe(f: Fact, task: str, question: str) -> dict:
     """A question about `f` in the shape the scorer reads."""
-    return {"kind": f.kind, "task": task, "expected": f.value, "unit": f.unit, "plain_question": question,
-            **({"expected_steps": f.steps} if f.steps else {})}
+    return {
+        "kind": f.kind,
+        "task": task,
+        "expected": f.value,
+        "unit": f.unit,
+        "plain_question": question,
+        **({"expected_steps": f.steps} if f.steps else {}),
+    }
 
 
-def _row(question: str, chosen: str, rejected: str, kind: str, fact_ids: list[str], source: dict | None,
-         confidence: float | None = None) -> dict:
+def _row(
+    question: str,
+    chosen: str,
+    rejected: str,
+    kind: str,
+    fact_ids: list[str],
+    source: dict | None,
+    confidence: float | None = None,
+) -> dict:
     """A pair in TRL's conversational format; `confidence`: how sure the model was of its own answer in it."""
     key = f"{question}\x00{chosen}\x00{rejected}"
-    return {"id": "pref-" + hashlib.sha1(key.encode()).hexdigest()[:12],
-            "prompt": [{"role": "user", "content": question}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-            "rejected_kind": kind, "fact_ids": fact_ids, "source": source,
-            **({"model_confidence": round(confidence, 6)} if confidence is not None else {})}
+    return {
+        "id": "pref-" + hashlib.sha1(key.encode()).hexdigest()[:12],
+        "prompt": [{"role": "user", "content": question}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "rejected_kind": kind,
+        "fact_ids": fact_ids,
+        "source": source,
+        **({"model_confidence": round(confidence, 6)} if confidence is not None else {}),
+    }

@@ -13,13 +13,52 @@ import re
 
 from orgtune.data.extract import Fact
 
-_BOOL = {"yes": "no", "no": "yes", "on": "off", "off": "on", "true": "false", "false": "true",
-         "enabled": "disabled", "disabled": "enabled", "open": "closed", "closed": "open", "none": "all"}
-_UNIT_SWAP = {"bar": "psi", "psi": "bar", "°c": "°F", "°f": "°C", "c": "F", "f": "C", "seconds": "minutes",
-              "second": "minute", "minutes": "seconds", "minute": "second", "s": "min", "min": "s", "ml": "l", "l": "ml",
-              "mm": "cm", "cm": "mm", "kg": "g", "g": "kg", "v": "A", "a": "V", "w": "kW", "kw": "W",
-              "hours": "minutes", "hour": "minute", "days": "hours", "bits": "bytes", "bytes": "bits",
-              "mb": "GB", "gb": "MB", "megabytes": "gigabytes", "gigabytes": "megabytes"}
+_BOOL = {
+    "yes": "no",
+    "no": "yes",
+    "on": "off",
+    "off": "on",
+    "true": "false",
+    "false": "true",
+    "enabled": "disabled",
+    "disabled": "enabled",
+    "open": "closed",
+    "closed": "open",
+    "none": "all",
+}
+_UNIT_SWAP = {
+    "bar": "psi",
+    "psi": "bar",
+    "°c": "°F",
+    "°f": "°C",
+    "c": "F",
+    "f": "C",
+    "seconds": "minutes",
+    "second": "minute",
+    "minutes": "seconds",
+    "minute": "second",
+    "s": "min",
+    "min": "s",
+    "ml": "l",
+    "l": "ml",
+    "mm": "cm",
+    "cm": "mm",
+    "kg": "g",
+    "g": "kg",
+    "v": "A",
+    "a": "V",
+    "w": "kW",
+    "kw": "W",
+    "hours": "minutes",
+    "hour": "minute",
+    "days": "hours",
+    "bits": "bytes",
+    "bytes": "bits",
+    "mb": "GB",
+    "gb": "MB",
+    "megabytes": "gigabytes",
+    "gigabytes": "megabytes",
+}
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
 
 
@@ -28,7 +67,7 @@ def _with_value(answer: str, value: str, new: str) -> str | None:
     i = answer.lower().rfind(value.lower())
     if i < 0 or not value.strip():
         return None
-    return answer[:i] + new + answer[i + len(value):]
+    return answer[:i] + new + answer[i + len(value) :]
 
 
 def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) -> tuple[str, str] | None:
@@ -52,12 +91,12 @@ def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) ->
         choices = [n * 2, n + 1, n * 10] + ([n - 1] if n > 1 else []) + ([n / 2] if n >= 2 else [])
         new_n = rng.choice(choices)
         text = f"{new_n:g}" if "." in m.group() or new_n != int(new_n) else str(int(new_n))
-        new = _with_value(answer, value, value[:m.start()] + text + value[m.end():])
+        new = _with_value(answer, value, value[: m.start()] + text + value[m.end() :])
         if new:
             return new, "number"
     if f.unit and f.unit.lower() in _UNIT_SWAP:
         unit_at = value.lower().rfind(f.unit.lower())
-        new = _with_value(answer, value, value[:unit_at] + _UNIT_SWAP[f.unit.lower()] + value[unit_at + len(f.unit):])
+        new = _with_value(answer, value, value[:unit_at] + _UNIT_SWAP[f.unit.lower()] + value[unit_at + len(f.unit) :])
         if new:
             return new, "unit"
     others = [g for g in neighbours if g.fact_id != f.fact_id and g.value.strip().lower() != value.lower()]
@@ -71,7 +110,6 @@ def corrupt(f: Fact, answer: str, neighbours: list[Fact], rng: random.Random) ->
         if new:
             return new, "neighbour"
     return None
-
 
 
 def borrowed(answers: list[tuple[str, str]], facts: list[Fact]) -> list[str]:

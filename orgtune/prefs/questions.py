@@ -32,6 +32,7 @@ Ask = tuple[Fact, str, str, str]  # (fact, task, question, the answer to prefer)
 @dataclass
 class DataFolder:
     """What a folder made by `orgtune data build` says about its facts."""
+
     prefix_format: str  # how training's questions carry their task ("[{TASK}] {instruction}")
     docs: dict  # doc id → document
     facts: list[Fact]
@@ -56,18 +57,29 @@ def read_folder(data_dir: Path) -> DataFolder:
     prefix_format = manifest.get("settings", {}).get("task_prefix_format", "[{TASK}] {instruction}")
     docs = load_docs(data_dir)
     fact_rows = read_jsonl(data_dir / "facts.jsonl")
-    facts = [Fact.from_dict({k: v for k, v in d.items() if k not in ("held_out", "abstain_holdout")}) for d in fact_rows]
+    facts = [
+        Fact.from_dict({k: v for k, v in d.items() if k not in ("held_out", "abstain_holdout")}) for d in fact_rows
+    ]
     held = {d["fact_id"] for d in fact_rows if d.get("held_out")}
     unknown = {d["fact_id"] for d in fact_rows if d.get("abstain_holdout")}
-    rows = read_jsonl(data_dir / "train.jsonl") + (read_jsonl(data_dir / "val.jsonl") if (data_dir / "val.jsonl").is_file() else [])
+    rows = read_jsonl(data_dir / "train.jsonl") + (
+        read_jsonl(data_dir / "val.jsonl") if (data_dir / "val.jsonl").is_file() else []
+    )
     seen_questions = {r["messages"][0]["content"] for r in rows if r.get("messages")}
     trained = {i for r in rows for i in r.get("fact_ids", [])}
     probes = read_jsonl(data_dir / "probes.jsonl") if (data_dir / "probes.jsonl").is_file() else []
     return DataFolder(prefix_format, docs, facts, held, unknown, rows, seen_questions, trained, probes)
 
 
-def ask(folder: DataFolder, rng: random.Random, *, questions_per_fact: int, max_questions: int | None,
-        unknown_per_fact: int, abstain_share: float) -> Questions:
+def ask(
+    folder: DataFolder,
+    rng: random.Random,
+    *,
+    questions_per_fact: int,
+    max_questions: int | None,
+    unknown_per_fact: int,
+    abstain_share: float,
+) -> Questions:
     """Every question to put to the model: about trained facts, kept-out facts and unstated things."""
     asks = _fact_asks(folder, questions_per_fact, max_questions, rng)
     unknown = _unknown_asks(folder, unknown_per_fact)
@@ -107,19 +119,29 @@ def _unknown_asks(folder: DataFolder, per_fact: int) -> list[Ask]:
     e.g. in a section summary, is not unknown to the model.)"""
     docs = folder.docs
     trained_text = normalise(" \n ".join(r["messages"][-1]["content"] for r in folder.rows if r.get("messages")))
-    return [(f, task, q, dont_know(f, docs[f.doc_id], a)) for f in folder.facts
-            if f.fact_id in folder.unknown and f.fact_id not in folder.held and f.doc_id in docs
-            and normalise(docs[f.doc_id].text[f.span[0]:f.span[1]]) not in trained_text
-            for task, q, a in phrasings(f, docs[f.doc_id], folder.seen_questions, folder.prefix_format, per_fact)]
+    return [
+        (f, task, q, dont_know(f, docs[f.doc_id], a))
+        for f in folder.facts
+        if f.fact_id in folder.unknown
+        and f.fact_id not in folder.held
+        and f.doc_id in docs
+        and normalise(docs[f.doc_id].text[f.span[0] : f.span[1]]) not in trained_text
+        for task, q, a in phrasings(f, docs[f.doc_id], folder.seen_questions, folder.prefix_format, per_fact)
+    ]
 
 
-def _without_leaks(asks: list[Ask], unknown: list[Ask], unstated: list[tuple[str, str, str, str]],
-                   probes: list[dict]) -> Questions:
+def _without_leaks(
+    asks: list[Ask], unknown: list[Ask], unstated: list[tuple[str, str, str, str]], probes: list[dict]
+) -> Questions:
     """The questions less any that is near a probe's (it would teach the answer the probe checks)."""
     questions = [a[2] for a in asks + unknown] + [u[1] for u in unstated]
     probe_qs = [p["plain_question"] for p in probes]
     exact = {normalise(q) for q in probe_qs}
     leaked = {q for q in questions if normalise(q) in exact}
     leaked |= {questions[i] for i, _, _ in near_pairs(questions, probe_qs)} if probe_qs else set()
-    return Questions([a for a in asks if a[2] not in leaked], [a for a in unknown if a[2] not in leaked],
-                     [u for u in unstated if u[1] not in leaked], leaked)
+    return Questions(
+        [a for a in asks if a[2] not in leaked],
+        [a for a in unknown if a[2] not in leaked],
+        [u for u in unstated if u[1] not in leaked],
+        leaked,
+    )

@@ -20,8 +20,18 @@ from orgtune.data.extract import Fact
 from orgtune.data.synth import BUILDERS, lower_noun, the
 
 # Attributes a reader may ask about any product or entry; asked only where no fact names them.
-_COMMON_ATTRIBUTES = ("weight", "width", "height", "depth", "noise level", "release year", "country of manufacture",
-                      "battery capacity", "screen size", "list price")
+_COMMON_ATTRIBUTES = (
+    "weight",
+    "width",
+    "height",
+    "depth",
+    "noise level",
+    "release year",
+    "country of manufacture",
+    "battery capacity",
+    "screen size",
+    "list price",
+)
 _CODE = re.compile(r"^(?P<prefix>[A-Za-z]{1,3}[-\s]?)(?P<n>\d{1,3})$")
 
 
@@ -30,8 +40,9 @@ def _mentions(attribute: str, stated: set[str]) -> bool:
     return any(words & {w for w in re.findall(r"[a-z]+", s) if len(w) > 2} for s in stated)
 
 
-def unstated_asks(docs: dict, facts: list[Fact], n: int, rng: random.Random,
-                  prefix_format: str) -> list[tuple[str, str, str, str]]:
+def unstated_asks(
+    docs: dict, facts: list[Fact], n: int, rng: random.Random, prefix_format: str
+) -> list[tuple[str, str, str, str]]:
     """(doc id, question, abstaining answer, what was asked): about `n` unstated questions, shared out over
     the documents by their number of facts; never about a held-out or any other stated fact."""
     unstated: list[tuple[str, str, str, str]] = []
@@ -45,8 +56,9 @@ def unstated_asks(docs: dict, facts: list[Fact], n: int, rng: random.Random,
     return unstated
 
 
-def unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: random.Random, limit: int,
-                       prefix_format: str) -> list[tuple[str, str, str]]:
+def unstated_questions(
+    doc, facts: list[Fact], all_facts: list[Fact], rng: random.Random, limit: int, prefix_format: str
+) -> list[tuple[str, str, str]]:
     """(question, abstaining answer, what was asked) about things the documents never state, asked in
     the phrasings training uses: attributes of a subject that no fact gives it, the default of a
     documented option that states none, and table codes past the last one listed. Held-out facts count
@@ -63,7 +75,9 @@ def unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rando
         for a in _COMMON_ATTRIBUTES:  # only attributes no document states for anything
             if not _mentions(a, stated_anywhere):
                 candidates.append(Fact("", doc.doc_id, "spec", subject, a, "", None, (0, 0), []))
-    options = {f.subject for f in facts if f.kind == "summary" and re.match(r"^[A-Za-z][\w.-]*(?:[a-z0-9][A-Z]|_)", f.subject)}
+    options = {
+        f.subject for f in facts if f.kind == "summary" and re.match(r"^[A-Za-z][\w.-]*(?:[a-z0-9][A-Z]|_)", f.subject)
+    }
     for subject in sorted(options):
         if "default" not in by_subject.get(subject.lower(), set()):
             candidates.append(Fact("", doc.doc_id, "default", subject, "default", "", None, (0, 0), []))
@@ -71,8 +85,18 @@ def unstated_questions(doc, facts: list[Fact], all_facts: list[Fact], rng: rando
     for (prefix, column), group in _group_cells(cells).items():
         top = max(int(_CODE.match(f.subject).group("n")) for f in group)
         for k in (top + 2, top + 5):
-            fake = Fact("", doc.doc_id, "table_cell", f"{prefix}{k}", column, "", None, (0, 0), [],
-                        context={"row_header": group[0].context.get("row_header", "item")})
+            fake = Fact(
+                "",
+                doc.doc_id,
+                "table_cell",
+                f"{prefix}{k}",
+                column,
+                "",
+                None,
+                (0, 0),
+                [],
+                context={"row_header": group[0].context.get("row_header", "item")},
+            )
             candidates.append(fake)
     rng.shuffle(candidates)
     out = []

@@ -41,13 +41,26 @@ class EngineCatalog:
 
     def models(self) -> list[dict]:
         e = self.engine
-        return [{"id": n, "object": "model", "created": self.started, "owned_by": "orgtune",
-                 "root": e.base_name, "parent": None if n == e.base_name else e.base_name} for n in e.names()]
+        return [
+            {
+                "id": n,
+                "object": "model",
+                "created": self.started,
+                "owned_by": "orgtune",
+                "root": e.base_name,
+                "parent": None if n == e.base_name else e.base_name,
+            }
+            for n in e.names()
+        ]
 
     def resolve(self, name: str):
         if name not in self.engine.names():
-            raise APIError(404, f"model {name!r} does not exist; served: {', '.join(self.engine.names())}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {name!r} does not exist; served: {', '.join(self.engine.names())}",
+                param="model",
+                code="model_not_found",
+            )
         return self.engine, name
 
 
@@ -56,8 +69,15 @@ def bearer(request: Request) -> str:
     return got[7:].strip() if got.lower().startswith("bearer ") else ""
 
 
-def create_app(engine, *, api_key: str | None = None, admin_key: str | None = None, max_tokens_limit: int = 2048,
-               default_max_tokens: int = 512, max_body_mb: float = 4):
+def create_app(
+    engine,
+    *,
+    api_key: str | None = None,
+    admin_key: str | None = None,
+    max_tokens_limit: int = 2048,
+    default_max_tokens: int = 512,
+    max_body_mb: float = 4,
+):
     app = FastAPI(title="orgtune serve", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2**20))
@@ -69,8 +89,12 @@ def create_app(engine, *, api_key: str | None = None, admin_key: str | None = No
         if api_key and request.url.path.startswith("/v1/"):
             token = bearer(request)
             if not token:
-                return APIError(401, "missing API key (Authorization: Bearer KEY)", type="authentication_error",
-                                code="missing_api_key").response()
+                return APIError(
+                    401,
+                    "missing API key (Authorization: Bearer KEY)",
+                    type="authentication_error",
+                    code="missing_api_key",
+                ).response()
             if not same_key(token, api_key) and not (admin_key and same_key(token, admin_key)):
                 return APIError(401, "wrong API key", type="authentication_error", code="invalid_api_key").response()
         return await call_next(request)
@@ -86,11 +110,16 @@ def create_app(engine, *, api_key: str | None = None, admin_key: str | None = No
 
     def need_admin(request: Request) -> None:
         if not admin_key:
-            raise APIError(403, "adapter management is off; start the server with --admin-key",
-                           type="permission_error", code="admin_disabled")
+            raise APIError(
+                403,
+                "adapter management is off; start the server with --admin-key",
+                type="permission_error",
+                code="admin_disabled",
+            )
         if not same_key(bearer(request), admin_key):
-            raise APIError(401, "adapter management needs the admin key", type="authentication_error",
-                           code="invalid_admin_key")
+            raise APIError(
+                401, "adapter management needs the admin key", type="authentication_error", code="invalid_admin_key"
+            )
 
     @app.post("/v1/adapters")
     async def add_adapter(req: AdapterRequest, request: Request):

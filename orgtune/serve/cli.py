@@ -1,8 +1,8 @@
 """`orgtune serve`: parse adapters, build the engine, run uvicorn (or hand the job to vLLM).
 
-    orgtune serve --adapter halvo=runs/first --adapter policy=runs/policy --port 8000
-    orgtune serve --gguf runs/first/export/model-q4_k_m.gguf
-    orgtune serve --engine vllm --model qwen2.5-3b --adapter halvo=runs/first      # prints the vLLM command
+orgtune serve --adapter halvo=runs/first --adapter policy=runs/policy --port 8000
+orgtune serve --gguf runs/first/export/model-q4_k_m.gguf
+orgtune serve --engine vllm --model qwen2.5-3b --adapter halvo=runs/first      # prints the vLLM command
 """
 
 from __future__ import annotations
@@ -43,16 +43,37 @@ def vllm_command(model: str, adapters: dict[str, Path], host: str, port: int, ap
             folder = _adapter_folder(path)
             ranks.append(int(json.loads((folder / "adapter_config.json").read_text()).get("r", 16)))
             mods.append(f"{name}={folder.resolve()}")
-        cmd += ["--enable-lora", "--max-lora-rank", str(max(8, *ranks)), "--max-loras", str(len(adapters)),
-                "--lora-modules", *mods]
+        cmd += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(max(8, *ranks)),
+            "--max-loras",
+            str(len(adapters)),
+            "--lora-modules",
+            *mods,
+        ]
     if api_key:
         cmd += ["--api-key", api_key]
     return cmd
 
 
-def serve(*, model: str, adapters: list[str], gguf: Path | None, host: str, port: int, api_key: str | None,
-          admin_key: str | None, max_batch: int, max_tokens_limit: int, device: str, engine: str, launch: bool,
-          max_body_mb: float = 4, log=print) -> None:
+def serve(
+    *,
+    model: str,
+    adapters: list[str],
+    gguf: Path | None,
+    host: str,
+    port: int,
+    api_key: str | None,
+    admin_key: str | None,
+    max_batch: int,
+    max_tokens_limit: int,
+    device: str,
+    engine: str,
+    launch: bool,
+    max_body_mb: float = 4,
+    log=print,
+) -> None:
     named = parse_adapters(adapters)
     if engine == "vllm":
         cmd = vllm_command(model, named, host, port, api_key)
@@ -71,8 +92,10 @@ def serve(*, model: str, adapters: list[str], gguf: Path | None, host: str, port
 
     if gguf is not None:
         if named:
-            raise OrgtuneError("a GGUF server holds one model; adapters are served with the HF engine",
-                               fix="drop --adapter, or serve --model with --adapter")
+            raise OrgtuneError(
+                "a GGUF server holds one model; adapters are served with the HF engine",
+                fix="drop --adapter, or serve --model with --adapter",
+            )
         from orgtune.serve.engine import LlamaCppEngine
 
         eng = LlamaCppEngine(gguf)
@@ -80,7 +103,8 @@ def serve(*, model: str, adapters: list[str], gguf: Path | None, host: str, port
         from orgtune.serve.engine import HFEngine
 
         eng = HFEngine(model, named, device=device, max_batch=max_batch, log=log)
-    app = create_app(eng, api_key=api_key, admin_key=admin_key, max_tokens_limit=max_tokens_limit,
-                     max_body_mb=max_body_mb)
+    app = create_app(
+        eng, api_key=api_key, admin_key=admin_key, max_tokens_limit=max_tokens_limit, max_body_mb=max_body_mb
+    )
     log(f"serving {', '.join(eng.names())} on http://{host}:{port}/v1 ({eng.kind})")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

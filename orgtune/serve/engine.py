@@ -23,14 +23,14 @@ from orgtune.generate.stops import gguf_stop_ids, stop_ids
 
 @dataclass
 class Job:
-    model: str                       # a name from engine.names()
-    prompt: str                      # fully rendered text (chat template applied for chat requests)
+    model: str  # a name from engine.names()
+    prompt: str  # fully rendered text (chat template applied for chat requests)
     max_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    on_text: Callable[[str], None] | None = None     # streaming: called with each new piece of text
+    on_text: Callable[[str], None] | None = None  # streaming: called with each new piece of text
     done: Callable[[dict | BaseException], None] | None = None
     prompt_tokens: int = 0
 
@@ -38,8 +38,9 @@ class Job:
         return (self.model, self.temperature, self.top_p, self.seed, self.on_text is not None)
 
     def settings(self, max_new_tokens: int) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                                  batch_size=1, seed=self.seed)
+        return GenerationSettings(
+            max_new_tokens=max_new_tokens, temperature=self.temperature, top_p=self.top_p, batch_size=1, seed=self.seed
+        )
 
 
 class StopScanner:
@@ -61,12 +62,12 @@ class StopScanner:
             hold = max((k for s in self.stops for k in range(1, len(s)) if full.endswith(s[:k])), default=0)
             safe = len(full) - hold
         self.text = full
-        out = full[self.sent:safe]
+        out = full[self.sent : safe]
         self.sent = max(self.sent, safe)
         return out
 
     def finish(self) -> str:
-        out = self.text[self.sent:]
+        out = self.text[self.sent :]
         self.sent = len(self.text)
         return out
 
@@ -112,7 +113,7 @@ class _Worker:
             for key, group in groups.items():
                 size = 1 if key[-1] else self.max_batch  # streams run one at a time
                 for i in range(0, len(group), size):
-                    batch = group[i:i + size]
+                    batch = group[i : i + size]
                     try:
                         results = self.run(batch)
                     except BaseException as e:  # noqa: BLE001 - reported to each waiting request
@@ -129,8 +130,16 @@ class _Worker:
 class HFEngine(_Worker):
     kind = "hf"
 
-    def __init__(self, model: str, adapters: dict[str, Path] | None = None, *, device: str = "auto",
-                 max_batch: int = 8, name: str | None = None, log=print):
+    def __init__(
+        self,
+        model: str,
+        adapters: dict[str, Path] | None = None,
+        *,
+        device: str = "auto",
+        max_batch: int = 8,
+        name: str | None = None,
+        log=print,
+    ):
         from orgtune.models.loading import load_model
 
         self.spec = model
@@ -185,7 +194,7 @@ class HFEngine(_Worker):
 
     # -- tokens -----------------------------------------------------------------------------------------------
     def render_chat(self, messages: list[dict]) -> str:
-        from orgtune.data.tokenize import render
+        from orgtune.models.template import render
 
         return render(self.tok, messages, add_generation_prompt=True)
 
@@ -200,9 +209,12 @@ class HFEngine(_Worker):
 
         j0 = batch[0]
         device = next(self.base.parameters()).device
-        enc = self.tok([j.prompt for j in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        gen = hf_generate_args(j0.settings(max(j.max_tokens for j in batch)), stop_ids=self.stop_ids,
-                               pad_id=self.tok.pad_token_id)
+        enc = self.tok([j.prompt for j in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            device
+        )
+        gen = hf_generate_args(
+            j0.settings(max(j.max_tokens for j in batch)), stop_ids=self.stop_ids, pad_id=self.tok.pad_token_id
+        )
         streamer = _Streamer(self.tok, j0) if j0.on_text else None
         with self.lock:
             if j0.model == self.base_name:
@@ -228,8 +240,14 @@ class HFEngine(_Worker):
                 finish = "stop"
             if streamer is not None:
                 streamer.flush()
-            results.append({"text": scan.text, "finish_reason": finish, "completion_tokens": n,
-                            "prompt_tokens": int(enc["attention_mask"][row].sum())})
+            results.append(
+                {
+                    "text": scan.text,
+                    "finish_reason": finish,
+                    "completion_tokens": n,
+                    "prompt_tokens": int(enc["attention_mask"][row].sum()),
+                }
+            )
         return results
 
 
@@ -303,13 +321,13 @@ class LlamaCppEngine(_Worker):
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         if self.tok is not None:
-            from orgtune.data.tokenize import render
+            from orgtune.models.template import render
 
             return render(self.tok, messages, add_generation_prompt=add_generation_prompt)
         from jinja2.exceptions import SecurityError, TemplateSyntaxError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        from orgtune.data.tokenize import TEMPLATE_VARS, template_error
+        from orgtune.models.template import TEMPLATE_VARS, template_error
 
         if not self._template:
             raise OrgtuneError(f"{self.path}: no chat template embedded", fix="pass --tokenizer MODEL")
@@ -317,8 +335,13 @@ class LlamaCppEngine(_Worker):
         bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode() if self.llm.token_bos() >= 0 else ""
         eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode()
         try:
-            return env.from_string(self._template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                          bos_token=bos, eos_token=eos, **TEMPLATE_VARS)
+            return env.from_string(self._template).render(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=bos,
+                eos_token=eos,
+                **TEMPLATE_VARS,
+            )
         except (SecurityError, TemplateSyntaxError) as e:
             line = f" line {e.lineno}" if getattr(e, "lineno", None) else ""
             raise template_error(f"{self.path}: tokenizer.chat_template{line}", e) from None
@@ -359,8 +382,10 @@ def _adapter_folder(path: Path) -> Path:
     for cand in (path / "adapter", path):
         if (cand / "adapter_config.json").is_file():
             return cand
-    raise OrgtuneError(f"{path}: no adapter here (adapter_config.json)",
-                       fix="pass a finished run folder made by `orgtune train`, or its adapter/ folder")
+    raise OrgtuneError(
+        f"{path}: no adapter here (adapter_config.json)",
+        fix="pass a finished run folder made by `orgtune train`, or its adapter/ folder",
+    )
 
 
 def _check_same_base(adapter: Path, model_spec: str) -> None:
@@ -375,5 +400,7 @@ def _check_same_base(adapter: Path, model_spec: str) -> None:
     except OrgtuneError:
         return
     if resolve_source(trained_on).path.resolve() != resolve_source(model_spec).path.resolve():
-        raise OrgtuneError(f"{adapter}: trained on {trained_on}, but this server's base is {model_spec}",
-                           fix=f"serve it with --model {trained_on}")
+        raise OrgtuneError(
+            f"{adapter}: trained on {trained_on}, but this server's base is {model_spec}",
+            fix=f"serve it with --model {trained_on}",
+        )

@@ -1,7 +1,7 @@
 """OpenAI's error shape for every HTTP API orgtune serves: {"error": {"message", "type", "param", "code"}}.
 
-    raise APIError(404, "model 'x' does not exist", param="model", code="model_not_found")
-    install_error_handlers(app)   # also maps FastAPI's validation errors and 404s onto that shape
+raise APIError(404, "model 'x' does not exist", param="model", code="model_not_found")
+install_error_handlers(app)   # also maps FastAPI's validation errors and 404s onto that shape
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
@@ -41,8 +48,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return APIError(400, "request body is not valid JSON", code="invalid_json").response()
         first = errs[0] if errs else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "form"))
-        return APIError(422, f"{where or 'body'}: {first.get('msg', 'invalid')}", param=where or None,
-                        code="invalid_value").response()
+        return APIError(
+            422, f"{where or 'body'}: {first.get('msg', 'invalid')}", param=where or None, code="invalid_value"
+        ).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, e):

@@ -57,6 +57,7 @@ class BodyLimit:
 
     async def _too_large(self, scope, receive, send):
         mib = self.max_bytes / 2**20
-        err = APIError(413, f"the request body is larger than this server's limit of {mib:g} MiB",
-                       code="request_too_large")
+        err = APIError(
+            413, f"the request body is larger than this server's limit of {mib:g} MiB", code="request_too_large"
+        )
         await err.response()(scope, receive, send)

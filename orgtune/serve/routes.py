@@ -99,8 +99,12 @@ def _text_of(content) -> str:
     parts = []
     for p in content:
         if p.get("type") != "text":
-            raise APIError(400, f"content part of type {p.get('type')!r} is not supported (text only)",
-                           param="messages", code="unsupported_content")
+            raise APIError(
+                400,
+                f"content part of type {p.get('type')!r} is not supported (text only)",
+                param="messages",
+                code="unsupported_content",
+            )
         parts.append(str(p.get("text", "")))
     return "".join(parts)
 
@@ -108,26 +112,44 @@ def _text_of(content) -> str:
 def _budget(engine, prompt: str, asked: int | None, limits: dict) -> tuple[int, int]:
     n_prompt = engine.count(prompt)
     if asked is not None and asked > limits["max_tokens_limit"]:
-        raise APIError(400, f"max_tokens {asked} is over this server's limit of {limits['max_tokens_limit']}",
-                       param="max_tokens", code="max_tokens_too_large")
+        raise APIError(
+            400,
+            f"max_tokens {asked} is over this server's limit of {limits['max_tokens_limit']}",
+            param="max_tokens",
+            code="max_tokens_too_large",
+        )
     room = engine.context - n_prompt
     want = asked if asked is not None else min(limits["default_max_tokens"], limits["max_tokens_limit"], max(room, 0))
     if n_prompt + want > engine.context or room <= 0:
-        raise APIError(400, f"this model's context window is {engine.context} tokens; the prompt has {n_prompt} "
-                       f"and max_tokens asks for {want} more", param="messages", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"this model's context window is {engine.context} tokens; the prompt has {n_prompt} "
+            f"and max_tokens asks for {want} more",
+            param="messages",
+            code="context_length_exceeded",
+        )
     return n_prompt, want
 
 
 def _chat_job(engine, name: str, req: ChatRequest, limits: dict) -> Job:
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text_of(m.content)}
-                for m in req.messages]
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": _text_of(m.content)} for m in req.messages
+    ]
     try:
         prompt = engine.render_chat(messages)
     except Exception as e:  # noqa: BLE001 - templates raise on role orders they do not support
         raise APIError(400, f"the chat template rejects these messages: {e}", param="messages") from None
     n_prompt, want = _budget(engine, prompt, req.max_completion_tokens or req.max_tokens, limits)
-    return Job(model=name, prompt=prompt, max_tokens=want, temperature=req.temperature, top_p=req.top_p,
-               seed=req.seed, stop=req.stops(), prompt_tokens=n_prompt)
+    return Job(
+        model=name,
+        prompt=prompt,
+        max_tokens=want,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        seed=req.seed,
+        stop=req.stops(),
+        prompt_tokens=n_prompt,
+    )
 
 
 def _completion_jobs(engine, name: str, req: CompletionRequest, limits: dict) -> list[Job]:
@@ -139,8 +161,18 @@ def _completion_jobs(engine, name: str, req: CompletionRequest, limits: dict) ->
     jobs = []
     for p in prompts:
         n_prompt, want = _budget(engine, p, req.max_tokens, limits)
-        jobs.append(Job(model=name, prompt=p, max_tokens=want, temperature=req.temperature, top_p=req.top_p,
-                        seed=req.seed, stop=req.stops(), prompt_tokens=n_prompt))
+        jobs.append(
+            Job(
+                model=name,
+                prompt=p,
+                max_tokens=want,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                seed=req.seed,
+                stop=req.stops(),
+                prompt_tokens=n_prompt,
+            )
+        )
     return jobs
 
 
@@ -149,8 +181,9 @@ async def _generate(engine, job: Job) -> dict:
     fut = loop.create_future()
 
     def done(r):
-        loop.call_soon_threadsafe(lambda: fut.done() or (fut.set_exception(r) if isinstance(r, BaseException)
-                                                          else fut.set_result(r)))
+        loop.call_soon_threadsafe(
+            lambda: fut.done() or (fut.set_exception(r) if isinstance(r, BaseException) else fut.set_result(r))
+        )
 
     job.done = done
     engine.submit(job)
@@ -181,7 +214,7 @@ def _stream(engine, job: Job, chunk: Callable, *, strip: bool = False) -> Stream
                     if not started:
                         value = value.lstrip()
                     body = value.rstrip()
-                    held = value[len(body):]
+                    held = value[len(body) :]
                     value = body
                 if value:
                     started = True
@@ -194,8 +227,9 @@ def _stream(engine, job: Job, chunk: Callable, *, strip: bool = False) -> Stream
                 break
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def inference_router(catalog: Callable[..., Catalog]) -> APIRouter:
@@ -213,18 +247,38 @@ def inference_router(catalog: Callable[..., Catalog]) -> APIRouter:
         job = await run_in_threadpool(_chat_job, engine, name, req, request.app.state.limits)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
+
             def chunk(text, finish, first=False, usage=None):
-                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
-                body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                delta: dict[str, Any] = (
+                    {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
+                )
+                body = {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
                 if usage:
                     body["usage"] = _usage(usage)
                 return body
+
             return _stream(engine, job, chunk, strip=True)
         r = await _generate(engine, job)
-        return {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": r["text"].strip()},
-                             "finish_reason": r["finish_reason"]}], "usage": _usage(r)}
+        return {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": req.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": r["text"].strip()},
+                    "finish_reason": r["finish_reason"],
+                }
+            ],
+            "usage": _usage(r),
+        }
 
     @router.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request, cat: Catalog = dep):
@@ -232,19 +286,36 @@ def inference_router(catalog: Callable[..., Catalog]) -> APIRouter:
         jobs = await run_in_threadpool(_completion_jobs, engine, name, req, request.app.state.limits)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
+
             def chunk(text, finish, first=False, usage=None):
-                body = {"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                        "choices": [{"index": 0, "text": text or "", "finish_reason": finish}]}
+                body = {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [{"index": 0, "text": text or "", "finish_reason": finish}],
+                }
                 if usage:
                     body["usage"] = _usage(usage)
                 return body
+
             return _stream(engine, jobs[0], chunk)
         results = await asyncio.gather(*(_generate(engine, j) for j in jobs))
-        total = {"prompt_tokens": sum(r["prompt_tokens"] for r in results),
-                 "completion_tokens": sum(r["completion_tokens"] for r in results)}
-        return {"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                "choices": [{"index": i, "text": r["text"], "finish_reason": r["finish_reason"], "logprobs": None}
-                            for i, r in enumerate(results)], "usage": _usage(total)}
+        total = {
+            "prompt_tokens": sum(r["prompt_tokens"] for r in results),
+            "completion_tokens": sum(r["completion_tokens"] for r in results),
+        }
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": req.model,
+            "choices": [
+                {"index": i, "text": r["text"], "finish_reason": r["finish_reason"], "logprobs": None}
+                for i, r in enumerate(results)
+            ],
+            "usage": _usage(total),
+        }
 
     return router
 
@@ -254,8 +325,11 @@ def set_limits(app, *, max_tokens_limit: int = 2048, default_max_tokens: int = 5
 
 
 def _usage(r: dict) -> dict:
-    return {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
-            "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}
+    return {
+        "prompt_tokens": r["prompt_tokens"],
+        "completion_tokens": r["completion_tokens"],
+        "total_tokens": r["prompt_tokens"] + r["completion_tokens"],
+    }
 
 
 def _sse(obj: dict) -> str:

@@ -60,8 +60,9 @@ def recover(db: Database, executor) -> None:
         executor.submit(job_id)
 
 
-def create_service_app(settings: ServiceSettings | None = None, *, db: Database | None = None, executor=None,
-                       log=print) -> FastAPI:
+def create_service_app(
+    settings: ServiceSettings | None = None, *, db: Database | None = None, executor=None, log=print
+) -> FastAPI:
     settings = settings or ServiceSettings()
     db = db or Database(settings.db_url())
 
@@ -87,15 +88,28 @@ def create_service_app(settings: ServiceSettings | None = None, *, db: Database 
     app.state.db, app.state.settings = db, settings
     app.state.executor = executor or make_executor(db, settings, log=log)
     app.state.engines = Engines(settings)
-    for r in (files.router, stream_api.router, jobs_api.router, admin.router, nightly_api.router, reports_api.router,
-              inference_router(catalog), dashboard.router):
+    for r in (
+        files.router,
+        stream_api.router,
+        jobs_api.router,
+        admin.router,
+        nightly_api.router,
+        reports_api.router,
+        inference_router(catalog),
+        dashboard.router,
+    ):
         app.include_router(r)
 
     @app.get("/health")
     def health() -> dict:
         with db.reading() as s:
             counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-        return {"status": "ok", "executor": app.state.executor.name, "database": db.engine.dialect.name,
-                "jobs": counts, "running_here": app.state.executor.running()}
+        return {
+            "status": "ok",
+            "executor": app.state.executor.name,
+            "database": db.engine.dialect.name,
+            "jobs": counts,
+            "running_here": app.state.executor.running(),
+        }
 
     return app

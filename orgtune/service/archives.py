@@ -39,11 +39,14 @@ _RATIO_MIN_BYTES = 1 << 20  # the ratio check starts here: a small, repetitive f
 _CHUNK = 1 << 20
 _TAR_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, NotImplementedError)
-_FIX = ("Re-create the archive from a plain folder of documents "
-        "(`zip -r docs.zip docs/` or `tar czf docs.tar.gz docs/`).")
+_FIX = (
+    "Re-create the archive from a plain folder of documents (`zip -r docs.zip docs/` or `tar czf docs.tar.gz docs/`)."
+)
 _FIX_MANY = "Split it into smaller archives, or leave out files that are not documents."
-_ACCEPTED = (f"a .jsonl dataset, a document ({' '.join(DOCUMENT_SUFFIXES)}) "
-             f"or an archive of documents ({' '.join(ARCHIVE_SUFFIXES)})")
+_ACCEPTED = (
+    f"a .jsonl dataset, a document ({' '.join(DOCUMENT_SUFFIXES)}) "
+    f"or an archive of documents ({' '.join(ARCHIVE_SUFFIXES)})"
+)
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,29 @@ class Member:
 
 
 def detect_kind(filename: str, head: bytes) -> str:
-    """"jsonl", "document" or "archive", from the extension, confirmed by the magic bytes in `head`."""
+    """ "jsonl", "document" or "archive", from the extension, confirmed by the magic bytes in `head`."""
     lower = filename.lower()
     suffix = ".tar.gz" if lower.endswith(".tar.gz") else os.path.splitext(lower)[1]
-    kind = ("jsonl" if suffix == ".jsonl" else "document" if suffix in DOCUMENT_SUFFIXES
-            else "archive" if suffix in ARCHIVE_SUFFIXES else None)
+    kind = (
+        "jsonl"
+        if suffix == ".jsonl"
+        else "document"
+        if suffix in DOCUMENT_SUFFIXES
+        else "archive"
+        if suffix in ARCHIVE_SUFFIXES
+        else None
+    )
     if kind is None:
-        raise OrgtuneError(f"{filename}: {suffix or 'a name without an extension'} is not an accepted upload",
-                           fix=f"Upload {_ACCEPTED}.")
+        raise OrgtuneError(
+            f"{filename}: {suffix or 'a name without an extension'} is not an accepted upload",
+            fix=f"Upload {_ACCEPTED}.",
+        )
     expected, found = _MAGIC.get(suffix), _sniff(head)
     if found != expected:
-        raise OrgtuneError(f"{filename}: the name says {suffix} but the content is {_WHAT[found]}",
-                           fix=f"Rename the file to match what it is, or export it again as {suffix}.")
+        raise OrgtuneError(
+            f"{filename}: the name says {suffix} but the content is {_WHAT[found]}",
+            fix=f"Rename the file to match what it is, or export it again as {suffix}.",
+        )
     return kind
 
 
@@ -87,12 +101,19 @@ def inspect_archive(path: Path, limits: ArchiveLimits) -> list[Member]:
         for e in entries:
             count += 1
             if count > limits.max_entries:
-                raise OrgtuneError(f"{path} has more than {limits.max_entries} entries (the entry cap, "
-                                   f"max_entries); stopped reading at {e.raw!r}", fix=_FIX_MANY)
+                raise OrgtuneError(
+                    f"{path} has more than {limits.max_entries} entries (the entry cap, "
+                    f"max_entries); stopped reading at {e.raw!r}",
+                    fix=_FIX_MANY,
+                )
             name = _normalise(path, e.raw)
             if e.kind == "link":
-                raise _reject(path, e.raw, "is a symbolic or hard link",
-                              "Archive the files themselves (`zip` without -y, `tar -h`).")
+                raise _reject(
+                    path,
+                    e.raw,
+                    "is a symbolic or hard link",
+                    "Archive the files themselves (`zip` without -y, `tar -h`).",
+                )
             if e.kind == "special":
                 raise _reject(path, e.raw, "is a device, fifo or other special file")
             if e.kind == "dir":
@@ -101,16 +122,30 @@ def inspect_archive(path: Path, limits: ArchiveLimits) -> list[Member]:
                 raise _reject(path, e.raw, "has an empty name" if not name else f"repeats the name {name!r}")
             seen.add(name)
             if e.size > limits.max_member_bytes:
-                raise _reject(path, e.raw, f"declares {e.size} bytes, over the {limits.max_member_bytes} bytes "
-                              "allowed per member (max_member_bytes)", "Split or shrink that file.")
+                raise _reject(
+                    path,
+                    e.raw,
+                    f"declares {e.size} bytes, over the {limits.max_member_bytes} bytes "
+                    "allowed per member (max_member_bytes)",
+                    "Split or shrink that file.",
+                )
             total += e.size
             if total > limits.max_total_bytes:
-                raise _reject(path, e.raw, f"brings the archive's declared size to {total} bytes, over "
-                              f"{limits.max_total_bytes} (max_total_bytes)", "Split it into smaller archives.")
-            if (e.packed is not None and e.size > _RATIO_MIN_BYTES
-                    and e.size > limits.max_ratio * max(e.packed, 1)):
-                raise _reject(path, e.raw, f"compresses {e.size} bytes into {e.packed}, a ratio over "
-                              f"{limits.max_ratio:g} (max_ratio): a zip bomb", "Upload the real documents.")
+                raise _reject(
+                    path,
+                    e.raw,
+                    f"brings the archive's declared size to {total} bytes, over "
+                    f"{limits.max_total_bytes} (max_total_bytes)",
+                    "Split it into smaller archives.",
+                )
+            if e.packed is not None and e.size > _RATIO_MIN_BYTES and e.size > limits.max_ratio * max(e.packed, 1):
+                raise _reject(
+                    path,
+                    e.raw,
+                    f"compresses {e.size} bytes into {e.packed}, a ratio over "
+                    f"{limits.max_ratio:g} (max_ratio): a zip bomb",
+                    "Upload the real documents.",
+                )
             members.append(Member(name, e.size, _is_document(name)))
             if e.encrypted and members[-1].is_document:
                 raise _reject(path, e.raw, "is encrypted", "Upload an archive without a password.")
@@ -118,8 +153,11 @@ def inspect_archive(path: Path, limits: ArchiveLimits) -> list[Member]:
         if clash := next((str(p) for p in PurePosixPath(m.name).parents if str(p) in seen), None):
             raise _reject(path, m.name, f"needs a folder {clash!r}, which is also a file in the archive")
     if not any(m.is_document for m in members):
-        raise OrgtuneError(f"{path} contains no documents", details=[f"skipped: {m.name}" for m in members[:10]],
-                           fix=f"Put documents ({' '.join(DOCUMENT_SUFFIXES)}) in the archive.")
+        raise OrgtuneError(
+            f"{path} contains no documents",
+            details=[f"skipped: {m.name}" for m in members[:10]],
+            fix=f"Put documents ({' '.join(DOCUMENT_SUFFIXES)}) in the archive.",
+        )
     return members
 
 
@@ -139,8 +177,10 @@ def extract_documents(path: Path, dest: Path, limits: ArchiveLimits) -> list[Pat
                 _write(path, e, root, name, wanted.pop(name))  # declared sizes are within the caps
                 names.append(name)
         if wanted:
-            raise OrgtuneError(f"{path} changed while it was being extracted: {sorted(wanted)[0]!r} is gone",
-                               fix="Upload the archive again.")
+            raise OrgtuneError(
+                f"{path} changed while it was being extracted: {sorted(wanted)[0]!r} is gone",
+                fix="Upload the archive again.",
+            )
     return sorted(dest / n for n in names)
 
 
@@ -163,12 +203,14 @@ def _entries(path: Path, limits: ArchiveLimits) -> Iterator[Iterator[_Entry]]:
         if fmt == "zip":
             declared = _zip_declared_entries(path)
             if declared is not None and declared > limits.max_entries:
-                raise OrgtuneError(f"{path} declares {declared} entries, more than {limits.max_entries} "
-                                   "(the entry cap, max_entries)", fix=_FIX_MANY)
+                raise OrgtuneError(
+                    f"{path} declares {declared} entries, more than {limits.max_entries} (the entry cap, max_entries)",
+                    fix=_FIX_MANY,
+                )
             with zipfile.ZipFile(path) as zf:
                 yield _zip_entries(zf)
         elif fmt in ("gzip", "tar"):
-            with open(path, "rb") as raw, (gzip.GzipFile(fileobj=raw) if fmt == "gzip" else raw) as data:
+            with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) if fmt == "gzip" else raw as data:
                 capped = _CappedReader(data, limits.max_total_bytes + 8192 * (limits.max_entries + 2), path)
                 with tarfile.open(fileobj=capped, mode="r|") as tf:
                     yield _tar_entries(tf)
@@ -181,16 +223,36 @@ def _entries(path: Path, limits: ArchiveLimits) -> Iterator[Iterator[_Entry]]:
 def _zip_entries(zf: zipfile.ZipFile) -> Iterator[_Entry]:
     for info in zf.infolist():
         fmt = stat.S_IFMT(info.external_attr >> 16)
-        kind = ("link" if fmt == stat.S_IFLNK else "dir" if info.is_dir() or fmt == stat.S_IFDIR
-                else "file" if fmt in (0, stat.S_IFREG) else "special")
-        yield _Entry(info.orig_filename, kind, info.file_size, partial(zf.open, info), info.compress_size,
-                     bool(info.flag_bits & 0x1))
+        kind = (
+            "link"
+            if fmt == stat.S_IFLNK
+            else "dir"
+            if info.is_dir() or fmt == stat.S_IFDIR
+            else "file"
+            if fmt in (0, stat.S_IFREG)
+            else "special"
+        )
+        yield _Entry(
+            info.orig_filename,
+            kind,
+            info.file_size,
+            partial(zf.open, info),
+            info.compress_size,
+            bool(info.flag_bits & 0x1),
+        )
 
 
 def _tar_entries(tf: tarfile.TarFile) -> Iterator[_Entry]:
     for info in tf:
-        kind = ("link" if info.issym() or info.islnk() else "dir" if info.isdir()
-                else "file" if info.type in _TAR_REGULAR else "special")
+        kind = (
+            "link"
+            if info.issym() or info.islnk()
+            else "dir"
+            if info.isdir()
+            else "file"
+            if info.type in _TAR_REGULAR
+            else "special"
+        )
         yield _Entry(info.name, kind, info.size, partial(tf.extractfile, info))
 
 

@@ -54,20 +54,39 @@ class ProjectCatalog:
         self.db, self.settings, self.engines, self.p = db, settings, engines, principal
 
     def _jobs(self, s):
-        return s.scalars(select(Job).where(Job.project_id == self.p.project_id, Job.status == "succeeded")
-                         .order_by(Job.seq))
+        return s.scalars(
+            select(Job).where(Job.project_id == self.p.project_id, Job.status == "succeeded").order_by(Job.seq)
+        )
 
     def models(self) -> list[dict]:
-        out = [{"id": base_id(b), "object": "model", "created": 0, "owned_by": "orgtune"}
-               for b in self.settings.base_models]
+        out = [
+            {"id": base_id(b), "object": "model", "created": 0, "owned_by": "orgtune"}
+            for b in self.settings.base_models
+        ]
         promoted = promoted_run(self.settings, self.p.project_id)
         if promoted:
-            out.append({"id": self._nightly_name(promoted[2]), "object": "model", "created": 0,
-                        "owned_by": self.p.project_name, "root": base_id(promoted[2]), "night": promoted[0]})
+            out.append(
+                {
+                    "id": self._nightly_name(promoted[2]),
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": self.p.project_name,
+                    "root": base_id(promoted[2]),
+                    "night": promoted[0],
+                }
+            )
         with self.db.reading() as s:
-            out += [{"id": j.fine_tuned_model, "object": "model", "created": j.finished_at or j.created_at,
-                     "owned_by": self.p.project_name, "root": base_id(j.base_model), "parent": base_id(j.base_model)}
-                    for j in self._jobs(s)]
+            out += [
+                {
+                    "id": j.fine_tuned_model,
+                    "object": "model",
+                    "created": j.finished_at or j.created_at,
+                    "owned_by": self.p.project_name,
+                    "root": base_id(j.base_model),
+                    "parent": base_id(j.base_model),
+                }
+                for j in self._jobs(s)
+            ]
         return out
 
     def resolve(self, name: str):
@@ -81,21 +100,24 @@ class ProjectCatalog:
             return self._nightly(name)
         model, _, step = name.partition(":ckpt-step-")
         with self.db.reading() as s:
-            job = s.scalar(select(Job).where(Job.project_id == self.p.project_id,
-                                             Job.id == model.rsplit(":", 1)[-1]))
+            job = s.scalar(select(Job).where(Job.project_id == self.p.project_id, Job.id == model.rsplit(":", 1)[-1]))
             if job is None or job.options.get("model_name") != model:
                 raise self._missing(name)
             if step:
-                ckpt = s.scalar(select(Checkpoint).where(Checkpoint.job_id == job.id,
-                                                         Checkpoint.step_number == (int(step) if step.isdigit() else -1)))
+                ckpt = s.scalar(
+                    select(Checkpoint).where(
+                        Checkpoint.job_id == job.id, Checkpoint.step_number == (int(step) if step.isdigit() else -1)
+                    )
+                )
                 if ckpt is None:
                     raise self._missing(name)
                 adapter = Path(ckpt.path)
             elif job.status == "succeeded":
                 adapter = self.settings.jobs_dir() / job.id / "run"
             else:
-                raise APIError(404, f"model {name!r} is not ready: its job is {job.status}", param="model",
-                               code="model_not_found")
+                raise APIError(
+                    404, f"model {name!r} is not ready: its job is {job.status}", param="model", code="model_not_found"
+                )
         engine = self.engines.get(job.base_model)
         if name not in engine.adapters:
             engine.load_adapter(name, adapter)
@@ -116,5 +138,6 @@ class ProjectCatalog:
         return engine, key
 
     def _missing(self, name: str) -> APIError:
-        return APIError(404, f"model {name!r} does not exist or you do not have access to it", param="model",
-                        code="model_not_found")
+        return APIError(
+            404, f"model {name!r} does not exist or you do not have access to it", param="model", code="model_not_found"
+        )

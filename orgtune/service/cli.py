@@ -1,9 +1,9 @@
 """`orgtune service` and `orgtune worker`: start the service, manage API keys, consume the queue.
 
-    orgtune service keys create --project research       # prints a project key, once
-    orgtune service                                      # http://127.0.0.1:8000, SQLite, local executor
-    ORGTUNE_DATABASE_URL=postgresql://… ORGTUNE_EXECUTOR=procrastinate orgtune service --host 0.0.0.0
-    ORGTUNE_DATABASE_URL=postgresql://… orgtune worker --slots 1
+orgtune service keys create --project research       # prints a project key, once
+orgtune service                                      # http://127.0.0.1:8000, SQLite, local executor
+ORGTUNE_DATABASE_URL=postgresql://… ORGTUNE_EXECUTOR=procrastinate orgtune service --host 0.0.0.0
+ORGTUNE_DATABASE_URL=postgresql://… orgtune worker --slots 1
 """
 
 from __future__ import annotations

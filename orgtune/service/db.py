@@ -33,8 +33,10 @@ def database_url(url: str) -> str:
     if url.startswith(("postgres://", "postgresql://")):  # the usual spelling; psycopg 3 is what we ship
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith(("sqlite:", "postgresql+psycopg:")):
-        raise OrgtuneError(f"database URL {url.split('://')[0]}://… is not supported",
-                           fix="use sqlite:///PATH or postgresql://USER@HOST/DB (ORGTUNE_DATABASE_URL)")
+        raise OrgtuneError(
+            f"database URL {url.split('://')[0]}://… is not supported",
+            fix="use sqlite:///PATH or postgresql://USER@HOST/DB (ORGTUNE_DATABASE_URL)",
+        )
     return url
 
 
@@ -42,8 +44,10 @@ def psycopg_conninfo(url: str) -> str:
     """A libpq connection string for the same PostgreSQL database (what Procrastinate's connector takes)."""
     u = make_url(url)
     if not u.drivername.startswith("postgresql"):
-        raise OrgtuneError("the queue engine (Procrastinate) needs PostgreSQL",
-                           fix="set ORGTUNE_DATABASE_URL=postgresql://USER@HOST/DB, or use the embedded executor")
+        raise OrgtuneError(
+            "the queue engine (Procrastinate) needs PostgreSQL",
+            fix="set ORGTUNE_DATABASE_URL=postgresql://USER@HOST/DB, or use the embedded executor",
+        )
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -55,8 +59,7 @@ class Database:
             self.engine = self._sqlite_engine(begin="BEGIN")
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
         else:
-            self.engine = self.write_engine = create_engine(self.url, pool_pre_ping=True, pool_size=5,
-                                                            max_overflow=10)
+            self.engine = self.write_engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 

@@ -16,8 +16,16 @@ from orgtune.service.db import Database
 from orgtune.service.models import Checkpoint, Event, Job
 
 
-def add_event(db: Database, job_id: str, message: str, *, level: str = "info", type: str = "message",
-              data: dict | None = None, session=None) -> None:
+def add_event(
+    db: Database,
+    job_id: str,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: dict | None = None,
+    session=None,
+) -> None:
     row = Event(job_id=job_id, level=level, type=type, message=message, data=data)
     if session is not None:
         session.flush()  # the job row (when new) goes in first: no ORM relationship orders them
@@ -28,8 +36,15 @@ def add_event(db: Database, job_id: str, message: str, *, level: str = "info", t
 
 
 def event_object(e: Event) -> dict:
-    return {"id": f"ftevent-{e.seq}", "object": "fine_tuning.job.event", "created_at": e.created_at,
-            "level": e.level, "message": e.message, "data": e.data, "type": e.type}
+    return {
+        "id": f"ftevent-{e.seq}",
+        "object": "fine_tuning.job.event",
+        "created_at": e.created_at,
+        "level": e.level,
+        "message": e.message,
+        "data": e.data,
+        "type": e.type,
+    }
 
 
 def _seq(cursor: str, prefix: str) -> int:
@@ -51,14 +66,23 @@ def list_events(db: Database, job_id: str, *, after: str | None, limit: int) -> 
 def events_since(db: Database, job_id: str, after_seq: int, limit: int = 500) -> list[Event]:
     """Oldest first, for a live stream that resumes after the last event it sent."""
     with db.reading() as s:
-        return list(s.scalars(select(Event).where(Event.job_id == job_id, Event.seq > after_seq)
-                              .order_by(Event.seq).limit(limit)))
+        return list(
+            s.scalars(
+                select(Event).where(Event.job_id == job_id, Event.seq > after_seq).order_by(Event.seq).limit(limit)
+            )
+        )
 
 
 def checkpoint_object(c: Checkpoint, job: Job) -> dict:
-    return {"id": c.id, "object": "fine_tuning.job.checkpoint", "created_at": c.created_at,
-            "fine_tuned_model_checkpoint": f"{job.options['model_name']}:ckpt-step-{c.step_number}",
-            "fine_tuning_job_id": job.id, "metrics": c.metrics, "step_number": c.step_number}
+    return {
+        "id": c.id,
+        "object": "fine_tuning.job.checkpoint",
+        "created_at": c.created_at,
+        "fine_tuned_model_checkpoint": f"{job.options['model_name']}:ckpt-step-{c.step_number}",
+        "fine_tuning_job_id": job.id,
+        "metrics": c.metrics,
+        "step_number": c.step_number,
+    }
 
 
 def list_checkpoints(db: Database, job: Job, *, after: str | None, limit: int) -> dict:
@@ -71,8 +95,13 @@ def list_checkpoints(db: Database, job: Job, *, after: str | None, limit: int) -
             q = q.where(Checkpoint.step_number < anchor.step_number)
         rows = list(s.scalars(q.order_by(Checkpoint.step_number.desc()).limit(limit + 1)))
     data = [checkpoint_object(c, job) for c in rows[:limit]]
-    return {"object": "list", "data": data, "has_more": len(rows) > limit,
-            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": len(rows) > limit,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
 
 
 def sync_checkpoints(db: Database, job_id: str, on_disk: dict[int, tuple[str, dict]]) -> list[int]:

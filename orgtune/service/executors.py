@@ -138,8 +138,11 @@ class LocalExecutor:
             return
         with self.db.reading() as s:
             queued = list(s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.seq).limit(50)))
-        candidates = [j for j in [*queued, *stale_jobs(self.db, self.settings.heartbeat_timeout)]
-                      if j not in self.children and self.hold.get(j, 0) < time.time()]
+        candidates = [
+            j
+            for j in [*queued, *stale_jobs(self.db, self.settings.heartbeat_timeout)]
+            if j not in self.children and self.hold.get(j, 0) < time.time()
+        ]
         for job_id, slot in zip(dict.fromkeys(candidates), free, strict=False):
             self._spawn(job_id, slot)
 
@@ -147,9 +150,15 @@ class LocalExecutor:
         folder = job_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "runner.log", "ab") as log:
-            proc = subprocess.Popen(runner_command(job_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=runner_env(self.db, self.settings, slot if self.gpus else None),
-                                    preexec_fn=die_with_parent, cwd=str(Path.cwd()))
+            proc = subprocess.Popen(
+                runner_command(job_id),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=runner_env(self.db, self.settings, slot if self.gpus else None),
+                preexec_fn=die_with_parent,
+                cwd=str(Path.cwd()),
+            )
         self.children[job_id] = (proc, slot)
 
 

@@ -37,16 +37,20 @@ def safe_filename(name: str | None) -> str:
 
 
 def archive_limits(settings: ServiceSettings) -> ArchiveLimits:
-    return ArchiveLimits(max_entries=settings.archive_max_entries,
-                         max_total_bytes=int(settings.archive_max_mb * 2**20))
+    return ArchiveLimits(max_entries=settings.archive_max_entries, max_total_bytes=int(settings.archive_max_mb * 2**20))
 
 
-def store_upload(db: Database, settings: ServiceSettings, project_id: str, stream: BinaryIO, filename: str | None,
-                 purpose: str) -> File:
+def store_upload(
+    db: Database, settings: ServiceSettings, project_id: str, stream: BinaryIO, filename: str | None, purpose: str
+) -> File:
     """Stream an upload to disk (size-capped), check it, and record it; a rejected upload leaves nothing."""
     if purpose not in PURPOSES:
-        raise APIError(400, f"purpose {purpose!r} is not accepted here; this service stores `fine-tune` files",
-                       param="purpose", code="invalid_purpose")
+        raise APIError(
+            400,
+            f"purpose {purpose!r} is not accepted here; this service stores `fine-tune` files",
+            param="purpose",
+            code="invalid_purpose",
+        )
     name = safe_filename(filename)
     cap = int(settings.max_upload_mb * 2**20)
     incoming = settings.files_dir() / ".incoming"
@@ -58,8 +62,12 @@ def store_upload(db: Database, settings: ServiceSettings, project_id: str, strea
             while chunk := stream.read(_CHUNK):
                 size += len(chunk)
                 if size > cap:
-                    raise APIError(413, f"{name} is larger than this service's upload limit of "
-                                   f"{settings.max_upload_mb:g} MB", param="file", code="file_too_large")
+                    raise APIError(
+                        413,
+                        f"{name} is larger than this service's upload limit of {settings.max_upload_mb:g} MB",
+                        param="file",
+                        code="file_too_large",
+                    )
                 h.update(chunk)
                 out.write(chunk)
         if size == 0:
@@ -79,8 +87,17 @@ def store_upload(db: Database, settings: ServiceSettings, project_id: str, strea
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    row = File(id=file_id, project_id=project_id, filename=name, purpose=purpose, kind=kind, bytes=size,
-               sha256=h.hexdigest(), path=str(final), status="processed")
+    row = File(
+        id=file_id,
+        project_id=project_id,
+        filename=name,
+        purpose=purpose,
+        kind=kind,
+        bytes=size,
+        sha256=h.hexdigest(),
+        path=str(final),
+        status="processed",
+    )
     with db.writing() as s:
         s.add(row)
     return row
@@ -89,9 +106,18 @@ def store_upload(db: Database, settings: ServiceSettings, project_id: str, strea
 def register_result(db: Database, project_id: str, job_id: str, path: Path) -> File:
     """A file a job wrote (report, metrics, GGUF, Modelfile), downloadable like an upload."""
     path = Path(path)
-    row = File(id=new_id("file-"), project_id=project_id, filename=path.name, purpose="fine-tune-results",
-               kind="result", bytes=path.stat().st_size, sha256=_sha256(path), path=str(path), status="processed",
-               job_id=job_id)
+    row = File(
+        id=new_id("file-"),
+        project_id=project_id,
+        filename=path.name,
+        purpose="fine-tune-results",
+        kind="result",
+        bytes=path.stat().st_size,
+        sha256=_sha256(path),
+        path=str(path),
+        status="processed",
+        job_id=job_id,
+    )
     with db.writing() as s:
         s.add(row)
     return row
@@ -113,12 +139,22 @@ def own_file(s, project_id: str, file_id: str, *, param: str | None = None) -> F
 
 
 def file_object(f: File) -> dict:
-    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": f.created_at, "filename": f.filename,
-            "purpose": f.purpose, "status": f.status, "status_details": f.status_details, "expires_at": None}
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.bytes,
+        "created_at": f.created_at,
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": f.status,
+        "status_details": f.status_details,
+        "expires_at": None,
+    }
 
 
-def list_files(db: Database, project_id: str, *, purpose: str | None, after: str | None, limit: int,
-               order: str) -> dict:
+def list_files(
+    db: Database, project_id: str, *, purpose: str | None, after: str | None, limit: int, order: str
+) -> dict:
     with db.reading() as s:
         q = select(File).where(File.project_id == project_id, File.deleted.is_(False))
         if purpose:
@@ -129,8 +165,13 @@ def list_files(db: Database, project_id: str, *, purpose: str | None, after: str
         q = q.order_by(File.seq.desc() if order == "desc" else File.seq).limit(limit + 1)
         rows = list(s.scalars(q))
     data = [file_object(f) for f in rows[:limit]]
-    return {"object": "list", "data": data, "has_more": len(rows) > limit,
-            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": len(rows) > limit,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
 
 
 def delete_file(db: Database, project_id: str, file_id: str) -> dict:
@@ -153,4 +194,3 @@ def link_input(src: Path, dest: Path) -> Path:
         except OSError:
             shutil.copyfile(src, dest)
     return dest
-

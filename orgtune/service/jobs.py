@@ -48,8 +48,9 @@ def base_of(s, p: Principal, model: str, settings: ServiceSettings) -> tuple[str
     from orgtune.models.presets import find_preset
 
     if model.startswith("ft:"):
-        parent = s.scalar(select(Job).where(Job.fine_tuned_model == model, Job.project_id == p.project_id,
-                                            Job.status == "succeeded"))
+        parent = s.scalar(
+            select(Job).where(Job.fine_tuned_model == model, Job.project_id == p.project_id, Job.status == "succeeded")
+        )
         if parent is None:
             raise APIError(404, f"model {model!r} does not exist", param="model", code="model_not_found")
         return parent.base_model, parent
@@ -60,17 +61,25 @@ def base_of(s, p: Principal, model: str, settings: ServiceSettings) -> tuple[str
     folder = Path(model).expanduser()
     if folder.is_dir() and any(folder.resolve().is_relative_to(Path(r).resolve()) for r in settings.model_paths):
         return str(folder.resolve()), None
-    raise APIError(400, f"model {model!r} is not offered by this service; base models: {', '.join(sorted(offered))}"
-                   + (" (or a folder under ORGTUNE_MODEL_PATHS)" if settings.model_paths else ""),
-                   param="model", code="model_not_available")
+    raise APIError(
+        400,
+        f"model {model!r} is not offered by this service; base models: {', '.join(sorted(offered))}"
+        + (" (or a folder under ORGTUNE_MODEL_PATHS)" if settings.model_paths else ""),
+        param="model",
+        code="model_not_available",
+    )
 
 
 def _resolve_method(req: JobCreate, base: str, parent: Job | None, seed: int) -> tuple[dict, dict]:
     """OpenAI's method with every "auto" replaced by the value used, and the run config overrides."""
     mtype = req.method.type if req.method else "supervised"
     if mtype == "reinforcement":
-        raise APIError(400, "reinforcement fine-tuning is not offered; use supervised or dpo",
-                       param="method.type", code="unsupported_method")
+        raise APIError(
+            400,
+            "reinforcement fine-tuning is not offered; use supervised or dpo",
+            param="method.type",
+            code="unsupported_method",
+        )
     body = getattr(req.method, mtype, None) if req.method else None
     hp = body.hyperparameters if body else (req.hyperparameters or Hyperparameters())
     user = deep_merge(req.orgtune.config, {"model": {"name": base}})
@@ -92,8 +101,12 @@ def _resolve_method(req: JobCreate, base: str, parent: Job | None, seed: int) ->
     }
     if float(resolved["n_epochs"]).is_integer():
         resolved["n_epochs"] = int(resolved["n_epochs"])
-    training = {"num_epochs": resolved["n_epochs"], "per_device_train_batch_size": resolved["batch_size"],
-                "learning_rate": (given_lr or base_lr) * mult, "seed": seed}
+    training = {
+        "num_epochs": resolved["n_epochs"],
+        "per_device_train_batch_size": resolved["batch_size"],
+        "learning_rate": (given_lr or base_lr) * mult,
+        "seed": seed,
+    }
     overrides = deep_merge(user, {"training": training})
     if dpo:
         resolved["beta"] = defaults.dpo.beta if hp.beta == "auto" else hp.beta
@@ -114,43 +127,76 @@ def create_job(db: Database, settings: ServiceSettings, p: Principal, req: JobCr
     with db.reading() as s:
         base, parent = base_of(s, p, req.model, settings)
         training = own_file(s, p.project_id, req.training_file, param="training_file")
-        validation = own_file(s, p.project_id, req.validation_file, param="validation_file") \
-            if req.validation_file else None
+        validation = (
+            own_file(s, p.project_id, req.validation_file, param="validation_file") if req.validation_file else None
+        )
         docs = [own_file(s, p.project_id, d, param="orgtune.documents") for d in req.orgtune.documents]
     if training.purpose != "fine-tune":
-        raise APIError(400, f"{training.id} has purpose {training.purpose!r}; upload training data with purpose "
-                       "'fine-tune'", param="training_file", code="invalid_training_file")
+        raise APIError(
+            400,
+            f"{training.id} has purpose {training.purpose!r}; upload training data with purpose 'fine-tune'",
+            param="training_file",
+            code="invalid_training_file",
+        )
     if validation is not None and validation.kind != "jsonl":
-        raise APIError(400, f"{validation.id} ({validation.filename}) is not a JSONL file", param="validation_file",
-                       code="invalid_validation_file")
+        raise APIError(
+            400,
+            f"{validation.id} ({validation.filename}) is not a JSONL file",
+            param="validation_file",
+            code="invalid_validation_file",
+        )
     if any(d.kind not in ("document", "archive") for d in docs):
         raise APIError(400, "orgtune.documents takes document or archive files only", param="orgtune.documents")
     method, overrides = _resolve_method(req, base, parent, seed)
     from_docs = training.kind in ("document", "archive")
     if from_docs and method["type"] == "dpo":
-        raise APIError(400, "DPO trains on preference pairs: a JSONL file (prompt/chosen/rejected); documents "
-                       "build supervised data", param="training_file", code="invalid_training_file")
+        raise APIError(
+            400,
+            "DPO trains on preference pairs: a JSONL file (prompt/chosen/rejected); documents build supervised data",
+            param="training_file",
+            code="invalid_training_file",
+        )
     if docs and not from_docs:
-        raise APIError(400, "orgtune.documents joins a training file that holds documents; this one is JSONL data",
-                       param="orgtune.documents")
+        raise APIError(
+            400,
+            "orgtune.documents joins a training file that holds documents; this one is JSONL data",
+            param="orgtune.documents",
+        )
     job_id = new_id("ftjob-")
     base_name = Path(base).name
-    options = {"config": overrides, "build": req.orgtune.build.model_dump(), "eval": req.orgtune.eval.model_dump(),
-               "export": req.orgtune.export.model_dump(), "from_documents": from_docs,
-               "stop_after": req.orgtune.stop_after,
-               "model_name": f"ft:{base_name}:{req.suffix or p.project_name}:{job_id}"}
+    options = {
+        "config": overrides,
+        "build": req.orgtune.build.model_dump(),
+        "eval": req.orgtune.eval.model_dump(),
+        "export": req.orgtune.export.model_dump(),
+        "from_documents": from_docs,
+        "stop_after": req.orgtune.stop_after,
+        "model_name": f"ft:{base_name}:{req.suffix or p.project_name}:{job_id}",
+    }
     folder = job_dir(settings, job_id) / "inputs"
     inputs = {"training": str(link_input(Path(training.path), folder / "training" / training.filename))}
     if validation is not None:
         inputs["validation"] = str(link_input(Path(validation.path), folder / "validation" / validation.filename))
     inputs["documents"] = [str(link_input(Path(d.path), folder / "documents" / d.id / d.filename)) for d in docs]
     options["inputs"] = inputs
-    job = Job(id=job_id, project_id=p.project_id, model=req.model, base_model=base,
-              parent_job_id=parent.id if parent else None, training_file=training.id,
-              validation_file=validation.id if validation else None, documents=[d.id for d in docs],
-              suffix=req.suffix, seed=seed, method=method, options=options, metadata_=req.metadata,
-              status="validating_files", max_attempts=req.orgtune.max_attempts or settings.max_attempts,
-              result_files=[])
+    job = Job(
+        id=job_id,
+        project_id=p.project_id,
+        model=req.model,
+        base_model=base,
+        parent_job_id=parent.id if parent else None,
+        training_file=training.id,
+        validation_file=validation.id if validation else None,
+        documents=[d.id for d in docs],
+        suffix=req.suffix,
+        seed=seed,
+        method=method,
+        options=options,
+        metadata_=req.metadata,
+        status="validating_files",
+        max_attempts=req.orgtune.max_attempts or settings.max_attempts,
+        result_files=[],
+    )
     with db.writing() as s:
         s.add(job)
         add_event(db, job_id, f"Validating training file: {training.id}", session=s)
@@ -202,16 +248,38 @@ def queue_position(s, j: Job) -> int | None:
 def job_object(j: Job, position: int | None = None) -> dict:
     hp = j.method[j.method["type"]]["hyperparameters"]
     return {
-        "id": j.id, "object": "fine_tuning.job", "created_at": j.created_at, "error": j.error,
-        "fine_tuned_model": j.fine_tuned_model, "finished_at": j.finished_at,
+        "id": j.id,
+        "object": "fine_tuning.job",
+        "created_at": j.created_at,
+        "error": j.error,
+        "fine_tuned_model": j.fine_tuned_model,
+        "finished_at": j.finished_at,
         "hyperparameters": {k: hp[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
-        "model": j.model, "organization_id": j.project_id, "result_files": j.result_files, "seed": j.seed,
-        "status": j.status, "trained_tokens": j.trained_tokens, "training_file": j.training_file,
-        "validation_file": j.validation_file, "estimated_finish": j.estimated_finish, "integrations": [],
-        "metadata": j.metadata_, "method": j.method, "user_provided_suffix": j.suffix,
-        "orgtune": {"base_model": j.base_model, "stage": j.stage, "step": j.step, "total_steps": j.total_steps,
-                    "attempts": j.attempts, "max_attempts": j.max_attempts, "queue_position": position,
-                    "documents": j.documents, "started_at": j.started_at, "parent_job": j.parent_job_id},
+        "model": j.model,
+        "organization_id": j.project_id,
+        "result_files": j.result_files,
+        "seed": j.seed,
+        "status": j.status,
+        "trained_tokens": j.trained_tokens,
+        "training_file": j.training_file,
+        "validation_file": j.validation_file,
+        "estimated_finish": j.estimated_finish,
+        "integrations": [],
+        "metadata": j.metadata_,
+        "method": j.method,
+        "user_provided_suffix": j.suffix,
+        "orgtune": {
+            "base_model": j.base_model,
+            "stage": j.stage,
+            "step": j.step,
+            "total_steps": j.total_steps,
+            "attempts": j.attempts,
+            "max_attempts": j.max_attempts,
+            "queue_position": position,
+            "documents": j.documents,
+            "started_at": j.started_at,
+            "parent_job": j.parent_job_id,
+        },
     }
 
 
@@ -221,15 +289,16 @@ def get_job(db: Database, project_id: str, job_id: str) -> dict:
         return job_object(j, queue_position(s, j))
 
 
-def list_jobs(db: Database, project_id: str, *, after: str | None, limit: int,
-              metadata: dict[str, str] | None = None) -> dict:
+def list_jobs(
+    db: Database, project_id: str, *, after: str | None, limit: int, metadata: dict[str, str] | None = None
+) -> dict:
     with db.reading() as s:
         q = select(Job).where(Job.project_id == project_id)
         if after:
             q = q.where(Job.seq < own_job(s, project_id, after).seq)
         rows = list(s.scalars(q.order_by(Job.seq.desc()).limit(limit + 1 if not metadata else 10_000)))
         if metadata:
-            rows = [j for j in rows if all((j.metadata_ or {}).get(k) == v for k, v in metadata.items())][:limit + 1]
+            rows = [j for j in rows if all((j.metadata_ or {}).get(k) == v for k, v in metadata.items())][: limit + 1]
         data = [job_object(j, queue_position(s, j)) for j in rows[:limit]]
     return {"object": "list", "data": data, "has_more": len(rows) > limit}
 
@@ -240,15 +309,20 @@ def cancel_job(db: Database, project_id: str, job_id: str, *, wait: float = 0.0)
     with db.writing() as s:
         j = own_job(s, project_id, job_id)
         if j.status in ("succeeded", "failed"):
-            raise APIError(400, f"job {job_id} has already {j.status}; there is nothing to cancel",
-                           code="job_already_finished")
+            raise APIError(
+                400, f"job {job_id} has already {j.status}; there is nothing to cancel", code="job_already_finished"
+            )
         if j.status in ("validating_files", "queued"):
             j.status, j.finished_at, j.cancel_requested = "cancelled", now(), True
             add_event(db, job_id, "Job cancelled before it started", session=s)
         elif j.status == "running" and not j.cancel_requested:
             j.cancel_requested = True
-            add_event(db, job_id, "Cancellation requested: the run stops after its current step and keeps "
-                                  "that checkpoint", session=s)
+            add_event(
+                db,
+                job_id,
+                "Cancellation requested: the run stops after its current step and keeps that checkpoint",
+                session=s,
+            )
     deadline = time.time() + wait
     while time.time() < deadline:
         with db.reading() as s:
@@ -263,10 +337,13 @@ def resume_job(db: Database, project_id: str, job_id: str) -> dict:
     with db.writing() as s:
         j = own_job(s, project_id, job_id)
         if j.status not in ("cancelled", "failed") or (j.error or {}).get("code", "").startswith("invalid_"):
-            raise APIError(400, f"job {job_id} is {j.status}"
-                           + (" with invalid files" if j.status == "failed" else "")
-                           + "; only a cancelled job, or one that failed while running, can be resumed",
-                           code="job_not_resumable")
+            raise APIError(
+                400,
+                f"job {job_id} is {j.status}"
+                + (" with invalid files" if j.status == "failed" else "")
+                + "; only a cancelled job, or one that failed while running, can be resumed",
+                code="job_not_resumable",
+            )
         j.status, j.cancel_requested, j.error, j.finished_at = "queued", False, None, None
         j.attempts, j.last_error, j.runner, j.heartbeat_at = 0, None, None, None
         add_event(db, job_id, "Job resumed: it continues from its last checkpoint", session=s)

@@ -42,8 +42,10 @@ def ensure_project(db: Database, name: str) -> Project:
     import re
 
     if not re.match(_PROJECT_NAME, name):
-        raise OrgtuneError(f"project name {name!r} is not usable",
-                           fix="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise OrgtuneError(
+            f"project name {name!r} is not usable",
+            fix="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     with db.writing() as s:
         p = s.scalar(select(Project).where(Project.name == name))
         if p is None:
@@ -58,8 +60,9 @@ def create_key(db: Database, *, project: str | None, admin: bool = False, name: 
         raise OrgtuneError("a key belongs to a project, or is an admin key", fix="pass --project NAME or --admin")
     project_id = ensure_project(db, project).id if project else None
     key = "ot-" + secrets.token_urlsafe(30)
-    row = ApiKey(id=new_id("key_", 16), project_id=project_id, name=name, key_hash=hash_key(key),
-                 prefix=key[:10], admin=admin)
+    row = ApiKey(
+        id=new_id("key_", 16), project_id=project_id, name=name, key_hash=hash_key(key), prefix=key[:10], admin=admin
+    )
     with db.writing() as s:
         s.add(row)
     return row, key
@@ -69,8 +72,11 @@ def authenticate(db: Database, key: str) -> Principal | None:
     if not key.startswith("ot-"):
         return None
     with db.reading() as s:
-        row = s.execute(select(ApiKey, Project.name).outerjoin(Project, Project.id == ApiKey.project_id)
-                        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))).first()
+        row = s.execute(
+            select(ApiKey, Project.name)
+            .outerjoin(Project, Project.id == ApiKey.project_id)
+            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        ).first()
     if row is None:
         return None
     k, project_name = row
@@ -79,10 +85,22 @@ def authenticate(db: Database, key: str) -> Principal | None:
 
 def list_keys(db: Database) -> list[dict]:
     with db.reading() as s:
-        rows = s.execute(select(ApiKey, Project.name).outerjoin(Project, Project.id == ApiKey.project_id)
-                         .order_by(ApiKey.created_at)).all()
-    return [{"id": k.id, "object": "api_key", "name": k.name, "prefix": k.prefix, "project": name,
-             "admin": k.admin, "created_at": k.created_at, "revoked_at": k.revoked_at} for k, name in rows]
+        rows = s.execute(
+            select(ApiKey, Project.name).outerjoin(Project, Project.id == ApiKey.project_id).order_by(ApiKey.created_at)
+        ).all()
+    return [
+        {
+            "id": k.id,
+            "object": "api_key",
+            "name": k.name,
+            "prefix": k.prefix,
+            "project": name,
+            "admin": k.admin,
+            "created_at": k.created_at,
+            "revoked_at": k.revoked_at,
+        }
+        for k, name in rows
+    ]
 
 
 def revoke_key(db: Database, key_id: str) -> None:

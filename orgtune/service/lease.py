@@ -46,35 +46,56 @@ def claim_job(db: Database, job_id: str, runner: str, *, timeout: float) -> Clai
         if held:
             return Claim("busy", j, f"held by {j.runner} (heartbeat {t - (j.heartbeat_at or 0):.1f} s ago)")
         if j.runner is not None and j.runner != runner:
-            j.last_error = (f"runner {j.runner} stopped sending heartbeats {t - (j.heartbeat_at or 0):.0f} s ago "
-                            f"(during attempt {j.attempts})")
+            j.last_error = (
+                f"runner {j.runner} stopped sending heartbeats {t - (j.heartbeat_at or 0):.0f} s ago "
+                f"(during attempt {j.attempts})"
+            )
             add_event(db, job_id, f"Worker lost: {j.last_error}", level="warn", session=s)
         if j.attempts >= j.max_attempts:
             j.status, j.finished_at, j.runner = "failed", now(), None
-            j.error = {"code": "max_attempts_exceeded", "param": None,
-                       "message": f"the job ran {j.attempts} times without finishing; last: {j.last_error}"}
+            j.error = {
+                "code": "max_attempts_exceeded",
+                "param": None,
+                "message": f"the job ran {j.attempts} times without finishing; last: {j.last_error}",
+            }
             add_event(db, job_id, f"Job failed: {j.error['message']}", level="error", session=s)
             return Claim("done", j, "out of attempts")
         j.attempts += 1
         j.runner, j.heartbeat_at, j.status = runner, t, "running"
         j.started_at = j.started_at or now()
-        add_event(db, job_id, f"Attempt {j.attempts} of {j.max_attempts} started on {runner}", session=s,
-                  data={"attempt": j.attempts, "runner": runner, "t": t})
+        add_event(
+            db,
+            job_id,
+            f"Attempt {j.attempts} of {j.max_attempts} started on {runner}",
+            session=s,
+            data={"attempt": j.attempts, "runner": runner, "t": t},
+        )
         return Claim("run", j)
 
 
 def beat(db: Database, job_id: str, runner: str) -> tuple[bool, bool]:
     """Renew the lease; returns (still ours, cancel requested)."""
     with db.writing() as s:
-        n = s.execute(update(Job).where(Job.id == job_id, Job.runner == runner)
-                      .values(heartbeat_at=time.time())).rowcount
+        n = s.execute(
+            update(Job).where(Job.id == job_id, Job.runner == runner).values(heartbeat_at=time.time())
+        ).rowcount
         cancel = bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
     return n == 1, cancel
 
 
-def release(db: Database, job_id: str, runner: str, *, status: str, error: dict | None = None,
-            last_error: str | None = None, message: str | None = None, level: str = "info",
-            undo_attempt: bool = False, **fields) -> bool:
+def release(
+    db: Database,
+    job_id: str,
+    runner: str,
+    *,
+    status: str,
+    error: dict | None = None,
+    last_error: str | None = None,
+    message: str | None = None,
+    level: str = "info",
+    undo_attempt: bool = False,
+    **fields,
+) -> bool:
     """End this runner's hold on the job with `status` (and any other job fields); False when the lease
     was no longer ours (someone took the job over: then nothing is written)."""
     with db.writing() as s:
@@ -100,5 +121,4 @@ def release(db: Database, job_id: str, runner: str, *, status: str, error: dict 
 def stale_jobs(db: Database, timeout: float) -> list[str]:
     """Running jobs whose runner has been silent longer than `timeout`."""
     with db.reading() as s:
-        return list(s.scalars(select(Job.id).where(Job.status == "running",
-                                                   Job.heartbeat_at < time.time() - timeout)))
+        return list(s.scalars(select(Job.id).where(Job.status == "running", Job.heartbeat_at < time.time() - timeout)))

@@ -50,8 +50,10 @@ def check_cron(cron: str) -> str:
     from croniter import croniter
 
     if not croniter.is_valid(cron):
-        raise OrgtuneError(f"{cron!r} is not a cron expression",
-                           fix="five fields, minute hour day month weekday, in UTC: e.g. '0 2 * * *' for 02:00 daily")
+        raise OrgtuneError(
+            f"{cron!r} is not a cron expression",
+            fix="five fields, minute hour day month weekday, in UTC: e.g. '0 2 * * *' for 02:00 daily",
+        )
     return cron
 
 
@@ -80,8 +82,13 @@ def set_schedule(db: Database, project_id: str, cron: str, night_settings: dict,
     with db.writing() as s:
         row = s.get(NightlySchedule, project_id)
         if row is None:
-            row = NightlySchedule(project_id=project_id, cron=cron, settings=night_settings, enabled=enabled,
-                                  next_run_at=next_time(cron, now))
+            row = NightlySchedule(
+                project_id=project_id,
+                cron=cron,
+                settings=night_settings,
+                enabled=enabled,
+                next_run_at=next_time(cron, now),
+            )
             s.add(row)
         else:
             row.cron, row.settings, row.enabled = cron, night_settings, enabled
@@ -94,10 +101,17 @@ def get_schedule(db: Database, project_id: str) -> dict | None:
         row = s.get(NightlySchedule, project_id)
         if row is None:
             return None
-        return {"cron": row.cron, "settings": row.settings, "enabled": row.enabled,
-                "next_run_at": int(row.next_run_at), "running": row.runner is not None, "runner": row.runner,
-                "last_started_at": row.last_started_at, "last_finished_at": row.last_finished_at,
-                "last_result": row.last_result}
+        return {
+            "cron": row.cron,
+            "settings": row.settings,
+            "enabled": row.enabled,
+            "next_run_at": int(row.next_run_at),
+            "running": row.runner is not None,
+            "runner": row.runner,
+            "last_started_at": row.last_started_at,
+            "last_finished_at": row.last_finished_at,
+            "last_result": row.last_result,
+        }
 
 
 def delete_schedule(db: Database, project_id: str) -> bool:
@@ -111,8 +125,12 @@ def delete_schedule(db: Database, project_id: str) -> bool:
 
 def run_now(db: Database, project_id: str) -> bool:
     with db.writing() as s:
-        return s.execute(update(NightlySchedule).where(NightlySchedule.project_id == project_id)
-                         .values(next_run_at=time.time())).rowcount == 1
+        return (
+            s.execute(
+                update(NightlySchedule).where(NightlySchedule.project_id == project_id).values(next_run_at=time.time())
+            ).rowcount
+            == 1
+        )
 
 
 def claim(db: Database, settings: ServiceSettings, project_id: str, runner: str, now: float) -> bool:
@@ -121,13 +139,24 @@ def claim(db: Database, settings: ServiceSettings, project_id: str, runner: str,
         row = s.get(NightlySchedule, project_id)
         if row is None or not row.enabled or row.next_run_at > now:
             return False
-        if row.runner is not None and row.heartbeat_at is not None and now - row.heartbeat_at < settings.heartbeat_timeout:
+        if (
+            row.runner is not None
+            and row.heartbeat_at is not None
+            and now - row.heartbeat_at < settings.heartbeat_timeout
+        ):
             return False  # a night still runs: the due one starts when it ends
-        q = update(NightlySchedule).where(NightlySchedule.project_id == project_id,
-                                          NightlySchedule.next_run_at == row.next_run_at)
+        q = update(NightlySchedule).where(
+            NightlySchedule.project_id == project_id, NightlySchedule.next_run_at == row.next_run_at
+        )
         q = q.where(NightlySchedule.runner.is_(None) if row.runner is None else NightlySchedule.runner == row.runner)
-        return s.execute(q.values(runner=runner, heartbeat_at=now, last_started_at=int(now),
-                                  next_run_at=next_time(row.cron, now))).rowcount == 1
+        return (
+            s.execute(
+                q.values(
+                    runner=runner, heartbeat_at=now, last_started_at=int(now), next_run_at=next_time(row.cron, now)
+                )
+            ).rowcount
+            == 1
+        )
 
 
 class Scheduler:
@@ -160,8 +189,13 @@ class Scheduler:
         self.children = [c for c in self.children if c.poll() is None]
         now = time.time()
         with self.db.reading() as s:
-            due = list(s.scalars(select(NightlySchedule.project_id).where(NightlySchedule.enabled.is_(True),
-                                                                          NightlySchedule.next_run_at <= now)))
+            due = list(
+                s.scalars(
+                    select(NightlySchedule.project_id).where(
+                        NightlySchedule.enabled.is_(True), NightlySchedule.next_run_at <= now
+                    )
+                )
+            )
         started = []
         for pid in due:
             runner = f"{self.name}:{int(now)}"
@@ -170,9 +204,15 @@ class Scheduler:
             folder = project_dir(self.settings, pid)
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / "night.log", "ab") as out:
-                self.children.append(subprocess.Popen(
-                    [sys.executable, "-m", "orgtune.service.nightly", pid, runner], stdout=out,
-                    stderr=subprocess.STDOUT, env=runner_env(self.db, self.settings, None), preexec_fn=die_with_parent))
+                self.children.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "orgtune.service.nightly", pid, runner],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=runner_env(self.db, self.settings, None),
+                        preexec_fn=die_with_parent,
+                    )
+                )
             self.log(f"nightly: started a night of project {pid}")
             started.append(pid)
         return started
@@ -185,12 +225,19 @@ def documents(db: Database, settings: ServiceSettings, project_id: str, dest: Pa
     from orgtune.service.files import archive_limits, link_input
 
     with db.reading() as s:
-        rows = list(s.scalars(select(File).where(File.project_id == project_id, File.deleted.is_(False),
-                                                 File.kind.in_(("document", "archive"))).order_by(File.seq)))
+        rows = list(
+            s.scalars(
+                select(File)
+                .where(File.project_id == project_id, File.deleted.is_(False), File.kind.in_(("document", "archive")))
+                .order_by(File.seq)
+            )
+        )
         latest = {r.filename: (r.kind, Path(r.path)) for r in rows}
     if not latest:
-        raise OrgtuneError(f"project {project_id} has no uploaded documents",
-                           fix="upload documents or archives with POST /v1/files (purpose fine-tune)")
+        raise OrgtuneError(
+            f"project {project_id} has no uploaded documents",
+            fix="upload documents or archives with POST /v1/files (purpose fine-tune)",
+        )
     with atomic.building_folder(dest, replace=dest.exists()) as staging:
         for name, (kind, path) in sorted(latest.items()):
             if kind == "archive":
@@ -203,8 +250,11 @@ def documents(db: Database, settings: ServiceSettings, project_id: str, dest: Pa
 def _beat(db: Database, project_id: str, runner: str, interval: float, stop: threading.Event) -> None:
     while not stop.wait(interval):
         with contextlib.suppress(Exception), db.writing() as s:
-            s.execute(update(NightlySchedule).where(NightlySchedule.project_id == project_id,
-                                                    NightlySchedule.runner == runner).values(heartbeat_at=time.time()))
+            s.execute(
+                update(NightlySchedule)
+                .where(NightlySchedule.project_id == project_id, NightlySchedule.runner == runner)
+                .values(heartbeat_at=time.time())
+            )
 
 
 def run_night(db: Database, settings: ServiceSettings, project_id: str, runner: str, log=print) -> dict:
@@ -220,10 +270,15 @@ def run_night(db: Database, settings: ServiceSettings, project_id: str, runner: 
     beat.start()
     try:
         docs = documents(db, settings, project_id, folder / "docs")
-        record = nightly([docs], folder / "project", night=_unfinished(folder / "project"),
-                         settings=night_settings, log=log)
-        result = {"night": record.get("night"), "promoted": record["promote"], "reasons": record["reasons"],
-                  "figures": record.get("figures")}
+        record = nightly(
+            [docs], folder / "project", night=_unfinished(folder / "project"), settings=night_settings, log=log
+        )
+        result = {
+            "night": record.get("night"),
+            "promoted": record["promote"],
+            "reasons": record["reasons"],
+            "figures": record.get("figures"),
+        }
     except OrgtuneError as e:
         result = {"night": None, "promoted": False, "error": e.render()}
     except Exception as e:  # noqa: BLE001 - recorded for the API; the traceback goes to night.log
@@ -234,9 +289,11 @@ def run_night(db: Database, settings: ServiceSettings, project_id: str, runner: 
     finally:
         stop.set()
     with db.writing() as s:
-        s.execute(update(NightlySchedule).where(NightlySchedule.project_id == project_id,
-                                                NightlySchedule.runner == runner)
-                  .values(runner=None, heartbeat_at=None, last_finished_at=int(time.time()), last_result=result))
+        s.execute(
+            update(NightlySchedule)
+            .where(NightlySchedule.project_id == project_id, NightlySchedule.runner == runner)
+            .values(runner=None, heartbeat_at=None, last_finished_at=int(time.time()), last_result=result)
+        )
     log(f"night done: {result}")
     return result
 

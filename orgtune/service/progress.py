@@ -16,8 +16,13 @@ from orgtune.service.events import add_event, sync_checkpoints
 from orgtune.service.models import Job
 from orgtune.train.checkpoints import complete_checkpoints
 
-_TRAIN = {"loss": "train_loss", "mean_token_accuracy": "train_mean_token_accuracy", "learning_rate": "learning_rate",
-          "grad_norm": "grad_norm", "epoch": "epoch"}
+_TRAIN = {
+    "loss": "train_loss",
+    "mean_token_accuracy": "train_mean_token_accuracy",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "epoch": "epoch",
+}
 _VALID = {"eval_loss": "valid_loss", "eval_mean_token_accuracy": "valid_mean_token_accuracy", "epoch": "epoch"}
 
 
@@ -35,9 +40,13 @@ class JobProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.started, self.first_step, self.total = time.time(), state.global_step, state.max_steps
         self._update(total_steps=state.max_steps, step=state.global_step)
-        add_event(self.db, self.job_id, f"Training: {state.max_steps} steps"
-                  + (f", resuming after step {state.global_step}" if state.global_step else ""),
-                  data={"total_steps": state.max_steps, "resumed_from_step": state.global_step})
+        add_event(
+            self.db,
+            self.job_id,
+            f"Training: {state.max_steps} steps"
+            + (f", resuming after step {state.global_step}" if state.global_step else ""),
+            data={"total_steps": state.max_steps, "resumed_from_step": state.global_step},
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -49,10 +58,15 @@ class JobProgress(TrainerCallback):
             keys, what = _VALID, ("validation loss", logs["eval_loss"])
         else:
             return
-        data = {"step": step, "total_steps": self.total, "attempt": self.attempt,
-                **{out: logs[k] for k, out in keys.items() if k in logs}}
-        self.metrics.setdefault(step, {"step": step}).update({k: v for k, v in data.items()
-                                                              if k not in ("total_steps", "attempt")})
+        data = {
+            "step": step,
+            "total_steps": self.total,
+            "attempt": self.attempt,
+            **{out: logs[k] for k, out in keys.items() if k in logs},
+        }
+        self.metrics.setdefault(step, {"step": step}).update(
+            {k: v for k, v in data.items() if k not in ("total_steps", "attempt")}
+        )
         add_event(self.db, self.job_id, f"Step {step}/{self.total}: {what[0]}={what[1]:.4f}", type="metrics", data=data)
         done = step - (self.first_step or 0)
         eta = None

@@ -52,8 +52,9 @@ def make_app(db: Database, settings: ServiceSettings, *, gpus: int = 0):
     @app.periodic(cron=f"*/{max(1, int(settings.heartbeat_interval))} * * * * *", periodic_id="stalled")
     @app.task(name="orgtune.retry_stalled", queue=QUEUE, queueing_lock="orgtune.retry_stalled", priority=100)
     async def retry_stalled(timestamp: int) -> None:
-        for job in await app.job_manager.get_stalled_jobs(task_name=TASK,
-                                                          seconds_since_heartbeat=settings.heartbeat_timeout):
+        for job in await app.job_manager.get_stalled_jobs(
+            task_name=TASK, seconds_since_heartbeat=settings.heartbeat_timeout
+        ):
             await app.job_manager.retry_job(job)
 
     return app
@@ -63,9 +64,14 @@ async def _run(db: Database, settings: ServiceSettings, job_id: str, gpu: int | 
     folder = job_dir(settings, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "runner.log", "ab") as log:
-        proc = await asyncio.create_subprocess_exec(*runner_command(job_id), stdout=log, stderr=asyncio.subprocess.STDOUT,
-                                                    stdin=asyncio.subprocess.DEVNULL, env=runner_env(db, settings, gpu),
-                                                    preexec_fn=die_with_parent)
+        proc = await asyncio.create_subprocess_exec(
+            *runner_command(job_id),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=runner_env(db, settings, gpu),
+            preexec_fn=die_with_parent,
+        )
     try:
         return await proc.wait()
     except asyncio.CancelledError:  # the worker is shutting down: the runner checkpoints and requeues itself
@@ -137,7 +143,13 @@ def run_worker(settings: ServiceSettings, *, name: str | None = None) -> None:
     gpus = gpu_count()
     app = make_app(db, settings, gpus=gpus)
     ensure_schema(app)
-    app.run_worker(queues=[QUEUE], concurrency=settings.slots or max(gpus, 1), name=name,
-                   update_heartbeat_interval=settings.heartbeat_interval,
-                   stalled_worker_timeout=settings.heartbeat_timeout, shutdown_graceful_timeout=30,
-                   fetch_job_polling_interval=settings.poll_interval, listen_notify=True)
+    app.run_worker(
+        queues=[QUEUE],
+        concurrency=settings.slots or max(gpus, 1),
+        name=name,
+        update_heartbeat_interval=settings.heartbeat_interval,
+        stalled_worker_timeout=settings.heartbeat_timeout,
+        shutdown_graceful_timeout=30,
+        fetch_job_polling_interval=settings.poll_interval,
+        listen_notify=True,
+    )

@@ -41,8 +41,11 @@ def _json(path: Path | None):
 
 def result_files(db: Database, job: Job) -> list[dict]:
     with db.reading() as s:
-        rows = s.scalars(select(File).where(File.job_id == job.id, File.project_id == job.project_id,
-                                            File.deleted.is_(False)).order_by(File.seq))
+        rows = s.scalars(
+            select(File)
+            .where(File.job_id == job.id, File.project_id == job.project_id, File.deleted.is_(False))
+            .order_by(File.seq)
+        )
         return [file_object(f) for f in rows]
 
 
@@ -53,8 +56,10 @@ def config_of(folder: Path, job: Job) -> dict:
     text = _text(_inside(folder, "run", "config.yaml"))
     if text is not None:
         return {"source": "run/config.yaml", "text": text}
-    return {"source": "job request (resolved at create)", "text": yaml.safe_dump(job.options.get("config") or {},
-                                                                                  sort_keys=False)}
+    return {
+        "source": "job request (resolved at create)",
+        "text": yaml.safe_dump(job.options.get("config") or {}, sort_keys=False),
+    }
 
 
 def _span_texts(folder: Path, samples: list[dict]) -> dict[str, str]:
@@ -89,9 +94,13 @@ def _with_sources(folder: Path, samples: list[dict]) -> list[dict]:
         src = s["source"]
         if src:
             a, z = src["span"]
-            s["source"] = {"document": Path(src.get("path") or src["doc_id"]).name, "doc_id": src["doc_id"],
-                           "section": " › ".join(src.get("section_path") or []), "span": [a, z],
-                           "text": texts.get(src["doc_id"], "")[a:z][:600]}
+            s["source"] = {
+                "document": Path(src.get("path") or src["doc_id"]).name,
+                "doc_id": src["doc_id"],
+                "section": " › ".join(src.get("section_path") or []),
+                "span": [a, z],
+                "text": texts.get(src["doc_id"], "")[a:z][:600],
+            }
     return out
 
 
@@ -101,16 +110,30 @@ def eval_report(folder: Path, files: dict[str, str]) -> dict | None:
     m = _json(_inside(folder, "run", "metrics.json"))
     if m is None:
         return None
-    backends = {name: {"probes": {scope: {"overall": b["probes"][scope]["overall"],
-                                          "by_task": b["probes"][scope]["by_task"]}
-                                  for scope in ("trained", "held_out") if scope in b["probes"]},
-                       "val": b.get("val")} for name, b in m["backends"].items()}
+    backends = {
+        name: {
+            "probes": {
+                scope: {"overall": b["probes"][scope]["overall"], "by_task": b["probes"][scope]["by_task"]}
+                for scope in ("trained", "held_out")
+                if scope in b["probes"]
+            },
+            "val": b.get("val"),
+        }
+        for name, b in m["backends"].items()
+    }
     r = m.get("regression") or {}
     regression = {k: r.get(k) for k in ("rule", "total", "base_right", "tuned_right", "worse", "better", "changed")}
     plots = [{"name": Path(p).name, "file_id": files.get(Path(p).name)} for p in m.get("plots", [])]
-    return {"base_model": m.get("base_model"), "seconds": m.get("seconds"), "backends": backends,
-            "regression": regression, "preferences": m.get("preferences"), "plots": plots,
-            "samples": _with_sources(folder, m.get("samples", []))}
+    return {
+        "base_model": m.get("base_model"),
+        "has_probes": bool(m.get("probes_file")),
+        "seconds": m.get("seconds"),
+        "backends": backends,
+        "regression": regression,
+        "preferences": m.get("preferences"),
+        "plots": plots,
+        "samples": _with_sources(folder, m.get("samples", [])),
+    }
 
 
 def export_report(folder: Path, files: dict[str, str]) -> dict | None:
@@ -122,18 +145,37 @@ def export_report(folder: Path, files: dict[str, str]) -> dict | None:
     for t, e in (x.get("gguf") or {}).items():
         val = e.get("val") or {}
         name = Path(e.get("file", "")).name
-        gguf.append({"type": t, "file": name, "file_id": files.get(name), "size_bytes": e.get("size_bytes"),
-                     "perplexity": val.get("perplexity"), "perplexity_change": val.get("perplexity_change"),
-                     "problems": e.get("problems") or []})
+        gguf.append(
+            {
+                "type": t,
+                "file": name,
+                "file_id": files.get(name),
+                "size_bytes": e.get("size_bytes"),
+                "perplexity": val.get("perplexity"),
+                "perplexity_change": val.get("perplexity_change"),
+                "problems": e.get("problems") or [],
+            }
+        )
     modelfile = _inside(folder, "run", "export", "Modelfile")
-    return {"gguf": gguf, "modelfile": _text(modelfile), "modelfile_id": files.get("Modelfile"),
-            "report_id": files.get("export_report.md"), "seconds": x.get("seconds")}
+    return {
+        "gguf": gguf,
+        "modelfile": _text(modelfile),
+        "modelfile_id": files.get("Modelfile"),
+        "report_id": files.get("export_report.md"),
+        "seconds": x.get("seconds"),
+    }
 
 
 def job_report(db: Database, folder: Path, job: Job) -> dict:
     """Everything the dashboard's job and report pages show beside the job object and its events."""
     res = result_files(db, job)
     by_name = {f["filename"]: f["id"] for f in res}
-    return {"object": "orgtune.job_report", "job_id": job.id, "config": config_of(folder, job),
-            "eval": eval_report(folder, by_name), "export": export_report(folder, by_name), "result_files": res,
-            "report_md_id": by_name.get("report.md")}
+    return {
+        "object": "orgtune.job_report",
+        "job_id": job.id,
+        "config": config_of(folder, job),
+        "eval": eval_report(folder, by_name),
+        "export": export_report(folder, by_name),
+        "result_files": res,
+        "report_md_id": by_name.get("report.md"),
+    }

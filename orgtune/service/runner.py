@@ -156,18 +156,29 @@ class JobRun:
         docs = self.documents()
         b = self.opts["build"]
         preset = find_preset(self.job.base_model)
-        fmt = (preset.defaults.get("model", {}).get("task_prefix_format") if preset else None) or "[{TASK}] {instruction}"
+        fmt = (
+            preset.defaults.get("model", {}).get("task_prefix_format") if preset else None
+        ) or "[{TASK}] {instruction}"
         from orgtune.service.archives import DOCUMENT_SUFFIXES
 
         n = sum(1 for p in docs.rglob("*") if p.suffix.lower() in DOCUMENT_SUFFIXES)
         self.log(f"Building training data from {n} document(s)")
-        result = build([docs], data, BuildSettings(
-            examples_per_fact=b["examples_per_fact"], max_examples_per_doc=b["max_examples_per_doc"],
-            val_fraction=b["val_fraction"], holdout_fraction=b["holdout"], abstain_holdout=b["abstain_holdout"],
-            seed=self.job.seed, task_prefix_format=fmt), log=self.log)
+        result = build(
+            [docs],
+            data,
+            BuildSettings(
+                examples_per_fact=b["examples_per_fact"],
+                max_examples_per_doc=b["max_examples_per_doc"],
+                val_fraction=b["val_fraction"],
+                holdout_fraction=b["holdout"],
+                abstain_holdout=b["abstain_holdout"],
+                seed=self.job.seed,
+                task_prefix_format=fmt,
+            ),
+            log=self.log,
+        )
         c = result.manifest.get("counts", {})
-        self.log("Data built: " + ", ".join(f"{k} {v}" for k, v in c.items() if isinstance(v, int)),
-                 data={"counts": c})
+        self.log("Data built: " + ", ".join(f"{k} {v}" for k, v in c.items() if isinstance(v, int)), data={"counts": c})
         return data
 
     def train(self, data: Path, val: Path | None):
@@ -183,8 +194,15 @@ class JobRun:
         progress = JobProgress(self.db, self.job.id, self.folder / "run", self.job.attempts)
         self.hb.in_training = True
         try:
-            return fn(data, self.folder / "run", overrides=self.opts["config"], val=val, init_adapter=parent,
-                      log=self.log, callbacks=[progress, StopWhen(self.hb.stop_requested)])
+            return fn(
+                data,
+                self.folder / "run",
+                overrides=self.opts["config"],
+                val=val,
+                init_adapter=parent,
+                log=self.log,
+                callbacks=[progress, StopWhen(self.hb.stop_requested)],
+            )
         except Stopped as e:
             raise Interrupted(e.step) from None
         finally:
@@ -195,17 +213,23 @@ class JobRun:
         from orgtune.evaluate.run import evaluate
 
         e = self.opts["eval"]
-        train_file = Path(run.manifest["data"]["train"]["path"])
-        if not e["enabled"] or not (train_file.parent / "probes.jsonl").is_file():
-            self.log("Evaluation skipped: " + ("turned off" if not e["enabled"] else "no probes (the job trained "
-                     "on a JSONL file; validation loss is in the step metrics)"))
+        if not e["enabled"]:
+            self.log("Evaluation skipped: turned off")
             return
         self.stage("eval")
-        m = evaluate(run.path, max_probes=e["max_probes"], batch_size=e["batch_size"],
-                     general_items=e.get("general_items"), log=self.log)
+        m = evaluate(
+            run.path,
+            max_probes=e["max_probes"],
+            batch_size=e["batch_size"],
+            general_items=e.get("general_items"),
+            log=self.log,
+        )
         summary = {name: b["probes"] for name, b in m["backends"].items()}
-        self.log("Evaluation:\n" + summary_table(m), type="metrics",
-                 data={"eval": summary, "regression": m.get("regression")})
+        self.log(
+            "Evaluation:\n" + summary_table(m),
+            type="metrics",
+            data={"eval": summary, "regression": m.get("regression")},
+        )
 
     def export(self, run) -> None:
         from orgtune.export.run import export
@@ -215,8 +239,14 @@ class JobRun:
             return
         self.stage("export")
         self.log(f"Exporting: merge, GGUF {', '.join(x['gguf'])}" + (", verified in llama.cpp" if x["verify"] else ""))
-        export(run.path, gguf_types=x["gguf"], verify=x["verify"], max_probes=x["max_probes"], system=x["system"],
-               log=self.log)
+        export(
+            run.path,
+            gguf_types=x["gguf"],
+            verify=x["verify"],
+            max_probes=x["max_probes"],
+            system=x["system"],
+            log=self.log,
+        )
 
     def results(self, run) -> list[str]:
         """Register what the job produced as downloadable files: a step-metrics CSV (as OpenAI's results
@@ -236,9 +266,15 @@ class JobRun:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(by_step[k] for k in sorted(by_step))
-        paths = [out / "step_metrics.csv", run.path / "report.md", run.path / "metrics.json",
-                 *sorted((run.path / "plots").glob("*.png")), run.path / "export" / "export_report.md",
-                 *sorted((run.path / "export").glob("*.gguf")), run.path / "export" / "Modelfile"]
+        paths = [
+            out / "step_metrics.csv",
+            run.path / "report.md",
+            run.path / "metrics.json",
+            *sorted((run.path / "plots").glob("*.png")),
+            run.path / "export" / "export_report.md",
+            *sorted((run.path / "export").glob("*.gguf")),
+            run.path / "export" / "Modelfile",
+        ]
         return [register_result(self.db, self.job.project_id, self.job.id, p).id for p in paths if p.is_file()]
 
     def execute(self) -> dict:
@@ -249,16 +285,26 @@ class JobRun:
             data, val = Path(self.opts["inputs"]["training"]), Path(v) if v else None
         if self.opts.get("stop_after") == "data":
             self.log(f"Stopping after the data stage, as asked: {data}")
-            return {"stage": None, "result_files": [register_result(self.db, self.job.project_id, self.job.id, p).id
-                                                     for p in sorted(Path(data).glob("*.jsonl")) if p.is_file()]}
+            return {
+                "stage": None,
+                "result_files": [
+                    register_result(self.db, self.job.project_id, self.job.id, p).id
+                    for p in sorted(Path(data).glob("*.jsonl"))
+                    if p.is_file()
+                ],
+            }
         run = self.train(data, val)
         self.evaluate(run)
         self.export(run)
         s = run.manifest.get("summary", {})
         epochs = self.job.method[self.job.method["type"]]["hyperparameters"]["n_epochs"]
         tokens = s.get("trained_tokens_per_epoch")
-        return {"fine_tuned_model": self.opts["model_name"], "result_files": self.results(run), "stage": None,
-                "trained_tokens": int(tokens * epochs) if tokens else None}
+        return {
+            "fine_tuned_model": self.opts["model_name"],
+            "result_files": self.results(run),
+            "stage": None,
+            "trained_tokens": int(tokens * epochs) if tokens else None,
+        }
 
 
 def _failure(job: Job, e: OrgtuneError) -> dict:
@@ -295,32 +341,66 @@ def run_job(db: Database, settings: ServiceSettings, job_id: str, runner: str) -
         with folder_lock(job_dir(settings, job_id), timeout=settings.heartbeat_timeout):
             fields = JobRun(db, settings, job, hb).execute()
         model = fields.get("fine_tuned_model")
-        release(db, job_id, runner, status="succeeded", **fields,
-                message=(f"New fine-tuned model created: {model}. " if model else "")
-                + "The job has successfully completed")
+        release(
+            db,
+            job_id,
+            runner,
+            status="succeeded",
+            **fields,
+            message=(f"New fine-tuned model created: {model}. " if model else "")
+            + "The job has successfully completed",
+        )
     except Interrupted as e:
         where = f" after step {e.step}, whose checkpoint is kept" if e.step is not None else ""
         if hb.cancel:
-            release(db, job_id, runner, status="cancelled", stage=None,
-                    message=f"Job cancelled{where}; resuming continues from there")
+            release(
+                db,
+                job_id,
+                runner,
+                status="cancelled",
+                stage=None,
+                message=f"Job cancelled{where}; resuming continues from there",
+            )
         else:
-            release(db, job_id, runner, status="queued", undo_attempt=True,
-                    message=f"Runner stopped (SIGTERM){where}; the job is queued to continue")
+            release(
+                db,
+                job_id,
+                runner,
+                status="queued",
+                undo_attempt=True,
+                message=f"Runner stopped (SIGTERM){where}; the job is queued to continue",
+            )
     except OrgtuneError as e:
         err = _failure(job, e)
-        release(db, job_id, runner, status="failed", error=err, message=f"Job failed: {err['message']}",
-                level="error")
+        release(db, job_id, runner, status="failed", error=err, message=f"Job failed: {err['message']}", level="error")
     except Exception as e:  # noqa: BLE001 - a crash: retried while attempts remain
         traceback.print_exc()
         reason = f"{type(e).__name__}: {e}"
         if job.attempts < job.max_attempts:
-            release(db, job_id, runner, status="queued", last_error=reason, level="error",
-                    message=f"Attempt {job.attempts} crashed ({reason}); the job is queued to run again")
+            release(
+                db,
+                job_id,
+                runner,
+                status="queued",
+                last_error=reason,
+                level="error",
+                message=f"Attempt {job.attempts} crashed ({reason}); the job is queued to run again",
+            )
         else:
-            release(db, job_id, runner, status="failed", last_error=reason, level="error",
-                    error={"code": "job_failed", "param": None,
-                           "message": f"the job ran {job.attempts} times without finishing; last: {reason}"},
-                    message=f"Job failed after {job.attempts} attempts: {reason}")
+            release(
+                db,
+                job_id,
+                runner,
+                status="failed",
+                last_error=reason,
+                level="error",
+                error={
+                    "code": "job_failed",
+                    "param": None,
+                    "message": f"the job ran {job.attempts} times without finishing; last: {reason}",
+                },
+                message=f"Job failed after {job.attempts} attempts: {reason}",
+            )
     finally:
         hb.done.set()
     return 0

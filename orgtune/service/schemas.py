@@ -24,8 +24,9 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     batch_size: Auto | int = Field("auto", description="Rows per micro-batch (auto: the preset's).")
-    learning_rate_multiplier: Auto | float = Field("auto", description="× the preset's learning rate (DPO: × a "
-                                                                       "twentieth of the parent's).")
+    learning_rate_multiplier: Auto | float = Field(
+        "auto", description="× the preset's learning rate (DPO: × a twentieth of the parent's)."
+    )
     n_epochs: Auto | int | float = Field("auto", description="Epochs (auto: the preset's; DPO 1).")
     beta: Auto | float = Field("auto", description="DPO only: how far the policy may move from the reference.")
 
@@ -69,14 +70,18 @@ class ExportOptions(_Strict):
 class OrgtuneOptions(_Strict):
     documents: list[str] = Field(default_factory=list, description="More document or archive file ids.")
     build: BuildOptions = Field(default_factory=BuildOptions)
-    config: dict = Field(default_factory=dict, description="Run config sections (model, lora, training, dpo), "
-                                                           "as in `orgtune train --config`.")
+    config: dict = Field(
+        default_factory=dict,
+        description="Run config sections (model, lora, training, dpo), as in `orgtune train --config`.",
+    )
     eval: EvalOptions = Field(default_factory=EvalOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
     max_attempts: int | None = Field(None, ge=1, le=20)
     stop_after: Literal["data", "train", "eval", "export"] = Field(
-        "export", description="Last stage to run: 'data' checks the files and builds data from documents, "
-                              "without training (to inspect what training would see).")
+        "export",
+        description="Last stage to run: 'data' checks the files and builds data from documents, "
+        "without training (to inspect what training would see).",
+    )
 
 
 class JobCreate(BaseModel):

@@ -1,8 +1,8 @@
 """Settings of `orgtune service` and `orgtune worker`, from the environment (ORGTUNE_*) and flags.
 
-    ORGTUNE_DATABASE_URL=postgresql://orgtune@db/orgtune   # default: SQLite under ORGTUNE_HOME
-    ORGTUNE_EXECUTOR=procrastinate                          # default: local (a supervisor in the service)
-    ORGTUNE_BASE_MODELS='["smollm2-135m","qwen2.5-3b"]'    # what jobs may train and chat may call
+ORGTUNE_DATABASE_URL=postgresql://orgtune@db/orgtune   # default: SQLite under ORGTUNE_HOME
+ORGTUNE_EXECUTOR=procrastinate                          # default: local (a supervisor in the service)
+ORGTUNE_BASE_MODELS='["smollm2-135m","qwen2.5-3b"]'    # what jobs may train and chat may call
 """
 
 from __future__ import annotations
@@ -20,15 +20,22 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORGTUNE_", extra="ignore")
 
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the service folder.")
-    service_dir: Path | None = Field(None, description="Files, jobs and the SQLite store (default ORGTUNE_HOME/service); "
-                                                       "workers on other machines must see the same folder.")
+    service_dir: Path | None = Field(
+        None,
+        description="Files, jobs and the SQLite store (default ORGTUNE_HOME/service); "
+        "workers on other machines must see the same folder.",
+    )
     executor: Literal["local", "procrastinate"] = Field(
-        "local", description="local: this service runs jobs as subprocesses; procrastinate: `orgtune worker`s do.")
+        "local", description="local: this service runs jobs as subprocesses; procrastinate: `orgtune worker`s do."
+    )
     slots: int | None = Field(None, ge=1, description="Jobs at once (local executor): default one per GPU, 1 on CPU.")
-    base_models: list[str] = Field(default_factory=lambda: ["smollm2-135m"],
-                                   description="Base models jobs may train and /v1/chat/completions serves.")
-    model_paths: list[Path] = Field(default_factory=list,
-                                    description="Folders under which a local model folder may be named as `model`.")
+    base_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m"],
+        description="Base models jobs may train and /v1/chat/completions serves.",
+    )
+    model_paths: list[Path] = Field(
+        default_factory=list, description="Folders under which a local model folder may be named as `model`."
+    )
     device: str = Field("auto", description="Device for serving fine-tuned models in this process.")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between a running job's heartbeats.")
     heartbeat_timeout: float = Field(60.0, gt=0, description="A job whose runner is silent this long is taken over.")

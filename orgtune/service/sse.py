@@ -82,8 +82,9 @@ def _read(db: Database, job_id: str, after: int, limit: int) -> tuple[str, list[
     the events written ahead of the final status."""
     with db.reading() as s:
         status = s.scalar(select(Job.status).where(Job.id == job_id))
-        rows = list(s.scalars(select(Event).where(Event.job_id == job_id, Event.seq > after)
-                              .order_by(Event.seq).limit(limit)))
+        rows = list(
+            s.scalars(select(Event).where(Event.job_id == job_id, Event.seq > after).order_by(Event.seq).limit(limit))
+        )
         return status, [{"seq": e.seq, **event_object(e)} for e in rows]
 
 
@@ -91,8 +92,17 @@ def frame(event: dict) -> str:
     return f"id: {event['seq']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
 
 
-async def event_stream(db: Database, job_id: str, after: int, disconnected, *, poll: float = 0.5,
-                       keepalive: float = 10.0, batch: int = 500, max_seconds: float = STREAM_SECONDS):
+async def event_stream(
+    db: Database,
+    job_id: str,
+    after: int,
+    disconnected,
+    *,
+    poll: float = 0.5,
+    keepalive: float = 10.0,
+    batch: int = 500,
+    max_seconds: float = STREAM_SECONDS,
+):
     """Replay the events after `after`, then follow new ones until the job is final (or the client left,
     or max_seconds passed: the client reconnects from its last id)."""
     yield "retry: 1000\n\n"

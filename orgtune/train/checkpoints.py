@@ -29,8 +29,11 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir()
-             if (m := _STEP.match(p.name)) and p.is_dir() and atomic.is_complete(p)]
+    found = [
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _STEP.match(p.name)) and p.is_dir() and atomic.is_complete(p)
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -102,7 +105,9 @@ def save_checkpoint(trainer, keep: int) -> Path:
     if not distributed.is_main():
         return root / name
     if best_step and (root / f"checkpoint-{best_step}").is_dir():
-        atomic.write_json(root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}", "metric": trainer.state.best_metric})
+        atomic.write_json(
+            root / BEST_FILE, {"checkpoint": f"checkpoint-{best_step}", "metric": trainer.state.best_metric}
+        )
     rotate(root, keep)
     return root / name
 

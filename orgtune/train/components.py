@@ -78,8 +78,9 @@ def load_policy(p: Prepared, cfg: RunConfig, device: str):
     adapter comes from `lora_config`). Returns (model, tok, info, peft_config)."""
     from orgtune.models.loading import load_model
 
-    model, tok, info = load_model(cfg.model.name, device=device, dtype=cfg.model.dtype,
-                                  quantization_config=_bnb_config(cfg))
+    model, tok, info = load_model(
+        cfg.model.name, device=device, dtype=cfg.model.dtype, quantization_config=_bnb_config(cfg)
+    )
     model.config.use_cache = False  # no KV cache while training; lets packed rows get a block-diagonal mask
     peft_config = None
     if p.parent is not None:
@@ -115,8 +116,14 @@ def quiet_progress(trainer) -> None:
 def lora_config(cfg: RunConfig):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), bias=cfg.lora.bias, task_type=cfg.lora.task_type)
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        bias=cfg.lora.bias,
+        task_type=cfg.lora.task_type,
+    )
 
 
 def _bnb_config(cfg: RunConfig):
@@ -125,6 +132,9 @@ def _bnb_config(cfg: RunConfig):
     import torch
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.qlora.quant_type,
-                              bnb_4bit_use_double_quant=cfg.qlora.double_quant,
-                              bnb_4bit_compute_dtype=getattr(torch, cfg.qlora.compute_dtype))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=cfg.qlora.quant_type,
+        bnb_4bit_use_double_quant=cfg.qlora.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, cfg.qlora.compute_dtype),
+    )

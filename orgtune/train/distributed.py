@@ -120,8 +120,10 @@ def strategy_file(strategy: str) -> Path:
         return Path(str(resources.files("orgtune.train").joinpath("strategies", f"{strategy}.json")))
     path = Path(strategy)
     if not path.is_file():
-        raise OrgtuneError(f"--strategy {strategy}: neither a shipped strategy nor a file",
-                           fix=f"use one of {', '.join(STRATEGIES)}, or a JSON file of TrainingArguments fields")
+        raise OrgtuneError(
+            f"--strategy {strategy}: neither a shipped strategy nor a file",
+            fix=f"use one of {', '.join(STRATEGIES)}, or a JSON file of TrainingArguments fields",
+        )
     return path
 
 
@@ -134,17 +136,23 @@ def strategy_args(strategy: str | None) -> dict:
     try:
         fields = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise OrgtuneError(f"{path}: not a readable JSON file ({e})", fix="fix the JSON, or pick a shipped strategy") from None
+        raise OrgtuneError(
+            f"{path}: not a readable JSON file ({e})", fix="fix the JSON, or pick a shipped strategy"
+        ) from None
     if not isinstance(fields, dict):
-        raise OrgtuneError(f"{path}: a strategy is a JSON object of TrainingArguments fields",
-                           fix='e.g. {"ddp_find_unused_parameters": false}')
+        raise OrgtuneError(
+            f"{path}: a strategy is a JSON object of TrainingArguments fields",
+            fix='e.g. {"ddp_find_unused_parameters": false}',
+        )
     fields.pop("_comment", None)
     if "deepspeed" in fields:
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is None:
-            raise OrgtuneError(f"--strategy {strategy} needs DeepSpeed, which is not installed",
-                               fix="pip install deepspeed on the CUDA machines, or use --strategy ddp or fsdp2")
+            raise OrgtuneError(
+                f"--strategy {strategy} needs DeepSpeed, which is not installed",
+                fix="pip install deepspeed on the CUDA machines, or use --strategy ddp or fsdp2",
+            )
     return fields
 
 
@@ -163,5 +171,13 @@ def launch_command(argv: list[str], nproc: int) -> list[str]:
             skip = True
         elif not a.startswith("--launch="):
             rest.append(a)
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "orgtune", *rest]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "orgtune",
+        *rest,
+    ]

@@ -54,20 +54,29 @@ def replay_file(cfg, parent: runfolder.Run | None, log=None) -> tuple[Path | Non
     if cfg.dpo.replay_data:
         path = Path(cfg.dpo.replay_data)
         if not path.is_file():
-            raise OrgtuneError(f"--replay-data {path}: file not found", fix="pass an SFT JSONL file (chat, alpaca, sharegpt or prompt/completion)")
+            raise OrgtuneError(
+                f"--replay-data {path}: file not found",
+                fix="pass an SFT JSONL file (chat, alpaca, sharegpt or prompt/completion)",
+            )
     else:
         if parent is None:
-            raise OrgtuneError("--replay needs SFT rows to replay: none without --init-adapter",
-                               fix="add --init-adapter SFT_RUN (its training file is replayed) or --replay-data FILE")
+            raise OrgtuneError(
+                "--replay needs SFT rows to replay: none without --init-adapter",
+                fix="add --init-adapter SFT_RUN (its training file is replayed) or --replay-data FILE",
+            )
         entry = parent.manifest.get("data", {}).get("train", {})
         path = Path(entry.get("path", ""))
         problem = None
         if not entry.get("path") or not path.is_file():
-            problem = (f"--replay: {parent.path}'s training file {entry.get('path')!r} is gone",
-                       "pass it again with --replay-data FILE, or --replay 0")
+            problem = (
+                f"--replay: {parent.path}'s training file {entry.get('path')!r} is gone",
+                "pass it again with --replay-data FILE, or --replay 0",
+            )
         elif entry.get("sha256") and runfolder.sha256_file(path) != entry["sha256"]:
-            problem = (f"--replay: {path} changed since {parent.path} was trained on it",
-                       "pass the rows to replay with --replay-data FILE, or --replay 0")
+            problem = (
+                f"--replay: {path} changed since {parent.path} was trained on it",
+                "pass the rows to replay with --replay-data FILE, or --replay 0",
+            )
         if problem and explicit:
             raise OrgtuneError(problem[0], fix=problem[1])
         if problem:
@@ -81,20 +90,36 @@ def replay_file(cfg, parent: runfolder.Run | None, log=None) -> tuple[Path | Non
 def dpo_args(cfg, output_dir: Path, *, device: str, has_eval: bool):
     from trl import DPOConfig
 
-    return DPOConfig(**trainer_args(cfg, output_dir, device=device, has_eval=has_eval),
-                     beta=cfg.dpo.beta, loss_type=list(cfg.dpo.loss_type), loss_weights=cfg.dpo.loss_weights,
-                     label_smoothing=cfg.dpo.label_smoothing,
-                     max_length=cfg.model.max_seq_length, precompute_ref_log_probs=False)
+    return DPOConfig(
+        **trainer_args(cfg, output_dir, device=device, has_eval=has_eval),
+        beta=cfg.dpo.beta,
+        loss_type=list(cfg.dpo.loss_type),
+        loss_weights=cfg.dpo.loss_weights,
+        label_smoothing=cfg.dpo.label_smoothing,
+        max_length=cfg.model.max_seq_length,
+        precompute_ref_log_probs=False,
+    )
 
 
-def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
-              val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-              log=print, callbacks: list | None = None) -> runfolder.Run:
+def train_dpo(
+    data: Path,
+    out: Path,
+    *,
+    config_path: Path | None = None,
+    overrides: dict | None = None,
+    val: Path | None = None,
+    resume: bool = False,
+    init_adapter: Path | None = None,
+    log=print,
+    callbacks: list | None = None,
+) -> runfolder.Run:
     """Train a DPO adapter into run folder `out` (resumed if `out` holds the same unfinished run).
     `orgtune train --method dpo --data PREFS.jsonl --init-adapter SFT_RUN --out OUT` runs it."""
     if distributed.active():
-        raise OrgtuneError("orgtune dpo trains in one process; torchrun / --launch is for orgtune train (SFT)",
-                           fix="run orgtune dpo without torchrun (one GPU holds a LoRA DPO run of the bases orgtune names)")
+        raise OrgtuneError(
+            "orgtune dpo trains in one process; torchrun / --launch is for orgtune train (SFT)",
+            fix="run orgtune dpo without torchrun (one GPU holds a LoRA DPO run of the bases orgtune names)",
+        )
     parent_lr = None
     if init_adapter is not None:
         parent_lr = runfolder.read_complete_run(init_adapter).config.training.learning_rate
@@ -108,8 +133,17 @@ def train_dpo(data: Path, out: Path, *, config_path: Path | None = None, overrid
         replay_choice.append(replay_file(cfg, parent, log=log))
         return [replay_choice[0][0]] if replay_choice[0][0] is not None else []
 
-    p = prepare(data, out, config_path=config_path, overrides=dpo_overrides(overrides, parent_lr), val=val,
-                resume=resume, init_adapter=init_adapter, formats=("preference",), more_files=replayed)
+    p = prepare(
+        data,
+        out,
+        config_path=config_path,
+        overrides=dpo_overrides(overrides, parent_lr),
+        val=val,
+        resume=resume,
+        init_adapter=init_adapter,
+        formats=("preference",),
+        more_files=replayed,
+    )
     with locked(p, resume) as p:  # the same run-folder lock as SFT, before the model loads
         done = finished_run(p, log)
         if done is not None:
@@ -127,10 +161,15 @@ def _train_dpo(p: Prepared, replay_choice: tuple[Path | None, float], *, log, ca
     train_rows = _pairs(p.train_rows)
     val_rows = _pairs(p.val_rows or [])
     device = pick_device(cfg.model.device)
-    manifest = {"method": "dpo",
-                "dpo": {"beta": cfg.dpo.beta, "loss_type": cfg.dpo.loss_type,
-                        "reference": "parent SFT adapter (frozen copy)" if p.parent else "base (adapter disabled)"},
-                "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), format="preference")}}
+    manifest = {
+        "method": "dpo",
+        "dpo": {
+            "beta": cfg.dpo.beta,
+            "loss_type": cfg.dpo.loss_type,
+            "reference": "parent SFT adapter (frozen copy)" if p.parent else "base (adapter disabled)",
+        },
+        "data": {"train": data_entry(p, p.train_path, rows=len(train_rows), format="preference")},
+    }
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_rows), format="preference")
     replay_path, replay_weight = replay_choice
@@ -141,23 +180,45 @@ def _train_dpo(p: Prepared, replay_choice: tuple[Path | None, float], *, log, ca
 
         replay = encode_rows(tok, load_rows(replay_path, allowed=SFT_FORMATS).rows, max_len=cfg.model.max_seq_length)
         if not replay.rows:
-            raise OrgtuneError(f"{replay_path}: no row to replay has an assistant token within max_seq_length",
-                               fix="raise --max-seq-length, or --replay 0")
+            raise OrgtuneError(
+                f"{replay_path}: no row to replay has an assistant token within max_seq_length",
+                fix="raise --max-seq-length, or --replay 0",
+            )
         manifest["data"]["replay"] = data_entry(p, replay_path, rows=len(replay.rows), weight=replay_weight)
     manifest, resume_from = open_run(p, manifest, log=log)
     run_dir = p.out
 
     trainer = OrgtuneDPOTrainer(
-        model=model, ref_model=None, args=dpo_args(cfg, run_dir / "checkpoints", device=device, has_eval=bool(val_rows)),
-        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        processing_class=tok, peft_config=peft_config, callbacks=callbacks_for(run_dir, cfg, callbacks),
-        keep_checkpoints=cfg.training.save_total_limit, replay=replay, replay_weight=replay_weight,
-        replay_batch=cfg.training.per_device_train_batch_size)
+        model=model,
+        ref_model=None,
+        args=dpo_args(cfg, run_dir / "checkpoints", device=device, has_eval=bool(val_rows)),
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks_for(run_dir, cfg, callbacks),
+        keep_checkpoints=cfg.training.save_total_limit,
+        replay=replay,
+        replay_weight=replay_weight,
+        replay_batch=cfg.training.per_device_train_batch_size,
+    )
     quiet_progress(trainer)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.time() - started
-    finish_run(run_dir, trainer, tok, manifest, info, tensorboard=cfg.training.tensorboard, adapters=["default"],
-               summary={"global_step": trainer.state.global_step, "train_loss": result.training_loss,
-                        "best_eval_loss": trainer.state.best_metric, "seconds_this_session": round(elapsed, 1)})
+    finish_run(
+        run_dir,
+        trainer,
+        tok,
+        manifest,
+        info,
+        tensorboard=cfg.training.tensorboard,
+        adapters=["default"],
+        summary={
+            "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "best_eval_loss": trainer.state.best_metric,
+            "seconds_this_session": round(elapsed, 1),
+        },
+    )
     return runfolder.read_run(run_dir)

@@ -36,8 +36,9 @@ def _key(model_dir: Path) -> str:
     weights = sorted(model_dir.glob("*.safetensors"))
     stamp = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in weights]
     text = resources.files("orgtune.train").joinpath("general_prompts.jsonl").read_text(encoding="utf-8")
-    blob = json.dumps({"model": str(model_dir.resolve()), "weights": stamp, "prompts": text,
-                       "max_new_tokens": MAX_NEW_TOKENS})
+    blob = json.dumps(
+        {"model": str(model_dir.resolve()), "weights": stamp, "prompts": text, "max_new_tokens": MAX_NEW_TOKENS}
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -62,15 +63,21 @@ def self_distilled(model: str, *, device: str = "auto", log=print) -> Path:
     items = prompts()
     log(f"general replay: the base model answers {len(items)} general prompts (once per base model)")
     base, tok, _ = load_model(model, device=device)
-    backend = HFBackend(base, tok, name=f"base:{model}",
-                        settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16))
+    backend = HFBackend(
+        base, tok, name=f"base:{model}", settings=GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16)
+    )
     answers = backend.answer([[{"role": "user", "content": p["prompt"]}] for p in items])
     rows = []
     for p, a in zip(items, answers, strict=True):
         if a and len(backend.tok(a, add_special_tokens=False)["input_ids"]) < MAX_NEW_TOKENS - 4:
-            rows.append({"messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": a}],
-                         "task": "GENERAL", "source": {"general_prompt": p["id"]},
-                         "generator": {"kind": "self-distillation", "model": model}})
+            rows.append(
+                {
+                    "messages": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": a}],
+                    "task": "GENERAL",
+                    "source": {"general_prompt": p["id"]},
+                    "generator": {"kind": "self-distillation", "model": model},
+                }
+            )
     atomic.write_jsonl(path, rows)
     log(f"general replay: {len(rows)} finished answers kept, {len(items) - len(rows)} cut by the budget left out")
     return path
@@ -99,8 +106,9 @@ def bundle(model: str, out: Path, *, log=print) -> Path:
     """Write a preset's answers for shipping (see scripts/make_general_prompts.py --bundle)."""
     path = self_distilled(model, log=log)
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    atomic.write_json(out, {"model": model, "prompts_sha256": _prompts_sha(), "max_new_tokens": MAX_NEW_TOKENS,
-                            "rows": rows})
+    atomic.write_json(
+        out, {"model": model, "prompts_sha256": _prompts_sha(), "max_new_tokens": MAX_NEW_TOKENS, "rows": rows}
+    )
     return out
 
 

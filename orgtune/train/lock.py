@@ -54,9 +54,11 @@ def _acquire(folder: Path, what: str) -> int:
         except BlockingIOError:
             pid = _holder(fd)
             os.close(fd)
-            raise OrgtuneError(f"{folder} is in use: another {what} (pid {pid}) is running in it",
-                               fix=f"wait for it to finish, or kill {pid}; then run this command again (it resumes)",
-                               details=[f"lock file: {path}"]) from None
+            raise OrgtuneError(
+                f"{folder} is in use: another {what} (pid {pid}) is running in it",
+                fix=f"wait for it to finish, or kill {pid}; then run this command again (it resumes)",
+                details=[f"lock file: {path}"],
+            ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

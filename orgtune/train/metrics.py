@@ -1,7 +1,7 @@
 """Training metrics: metrics.jsonl (one JSON line per log record) and a quiet console progress bar.
 
-    MetricsLog(run_dir / "metrics.jsonl")     # loss, lr, grad norm, eval loss, appended as they come
-    truncate_metrics(path, up_to_step=40)     # on resume, forget what was logged after the checkpoint
+MetricsLog(run_dir / "metrics.jsonl")     # loss, lr, grad norm, eval loss, appended as they come
+truncate_metrics(path, up_to_step=40)     # on resume, forget what was logged after the checkpoint
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ class QuietProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None and logs:
             if "eval_loss" in logs:
-                self.training_bar.write(f"epoch {state.epoch:.2f}  step {state.global_step}  "
-                                        f"eval loss {logs['eval_loss']:.4f}")
+                self.training_bar.write(
+                    f"epoch {state.epoch:.2f}  step {state.global_step}  eval loss {logs['eval_loss']:.4f}"
+                )
             elif "train_loss" in logs:
-                self.training_bar.write(f"trained {state.global_step} steps in {logs.get('train_runtime', 0):.0f}s, "
-                                        f"mean train loss {logs['train_loss']:.4f}")
+                self.training_bar.write(
+                    f"trained {state.global_step} steps in {logs.get('train_runtime', 0):.0f}s, "
+                    f"mean train loss {logs['train_loss']:.4f}"
+                )
 
 
 def truncate_metrics(path: Path, up_to_step: int) -> None:

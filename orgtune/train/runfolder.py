@@ -57,8 +57,9 @@ def sha256_file(path: Path) -> str:
 
 
 def fingerprint(config: RunConfig, data_hashes: dict[str, str], parent_adapter_sha: str | None) -> str:
-    blob = json.dumps({"config": config.to_dict(), "data": sorted(data_hashes.values()),
-                       "parent": parent_adapter_sha}, sort_keys=True)
+    blob = json.dumps(
+        {"config": config.to_dict(), "data": sorted(data_hashes.values()), "parent": parent_adapter_sha}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -87,20 +88,26 @@ def read_run(path: Path) -> Run:
     path = Path(path)
     man = path / "manifest.json"
     if not man.is_file():
-        raise OrgtuneError(f"{path}: not an orgtune run folder (no manifest.json)",
-                           fix="pass the folder given to `orgtune train --out`")
+        raise OrgtuneError(
+            f"{path}: not an orgtune run folder (no manifest.json)",
+            fix="pass the folder given to `orgtune train --out`",
+        )
     try:
         manifest = json.loads(man.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise OrgtuneError(f"{man}:{e.lineno}: manifest is not valid JSON", fix="restore it or re-run training") from None
+        raise OrgtuneError(
+            f"{man}:{e.lineno}: manifest is not valid JSON", fix="restore it or re-run training"
+        ) from None
     return Run(path=path, config=load_config(path / "config.yaml"), manifest=manifest)
 
 
 def read_complete_run(path: Path) -> Run:
     run = read_run(path)
     if not run.complete:
-        raise OrgtuneError(f"{path}: the run has not finished (status {run.manifest.get('status')!r}, no complete adapter/)",
-                           fix=f"finish it first: re-run the same `orgtune train ... --out {path}` command to resume")
+        raise OrgtuneError(
+            f"{path}: the run has not finished (status {run.manifest.get('status')!r}, no complete adapter/)",
+            fix=f"finish it first: re-run the same `orgtune train ... --out {path}` command to resume",
+        )
     return run
 
 
@@ -111,8 +118,11 @@ def write_manifest(path: Path, manifest: dict) -> None:
 
 def lineage_of(parent: Run) -> list[dict]:
     """The chain of adapters a run descends from, oldest first, ending with `parent` itself."""
-    me = {"run": str(parent.path.resolve()), "adapter_sha256": parent.manifest.get("adapter_sha256"),
-          "fingerprint": parent.manifest.get("fingerprint")}
+    me = {
+        "run": str(parent.path.resolve()),
+        "adapter_sha256": parent.manifest.get("adapter_sha256"),
+        "fingerprint": parent.manifest.get("fingerprint"),
+    }
     return [*parent.manifest.get("lineage", []), me]
 
 
@@ -131,6 +141,7 @@ class Prepared:
     strategy: str | None = None  # under torchrun / --launch: ddp, zero2, zero3, fsdp2 or a JSON file (distributed.py)
     train_rows: list = dataclasses.field(default_factory=list)  # parsed once, here, from the hashed files
     val_rows: list | None = None
+    existing: Run | None = None  # the run folder's manifest as read under the lock (rank 0, when resuming)
 
 
 def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> tuple[Path, Path | None]:
@@ -142,18 +153,32 @@ def resolve_data(data: Path, val: Path | None, *, sibling_val: bool = False) -> 
     if data.is_dir():
         train = data / "train.jsonl"
         if not train.is_file():
-            raise OrgtuneError(f"{data}: folder has no train.jsonl", fix="pass a JSONL file or a folder made by `orgtune data build`")
+            raise OrgtuneError(
+                f"{data}: folder has no train.jsonl", fix="pass a JSONL file or a folder made by `orgtune data build`"
+            )
         if val is None and (data / "val.jsonl").is_file():
             val = data / "val.jsonl"
         return train, val
     if not data.is_file():
-        raise OrgtuneError(f"{data}: training data not found", fix="pass an existing JSONL file or data folder to --data")
+        raise OrgtuneError(
+            f"{data}: training data not found", fix="pass an existing JSONL file or data folder to --data"
+        )
     return data, val
 
 
-def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides: dict | None = None,
-            val: Path | None = None, resume: bool = False, init_adapter: Path | None = None,
-            formats: tuple[str, ...], more_files=None, strategy: str | None = None) -> Prepared:
+def prepare(
+    data: Path,
+    out: Path,
+    *,
+    config_path: Path | None = None,
+    overrides: dict | None = None,
+    val: Path | None = None,
+    resume: bool = False,
+    init_adapter: Path | None = None,
+    formats: tuple[str, ...],
+    more_files=None,
+    strategy: str | None = None,
+) -> Prepared:
     """Check everything before the model loads. `more_files(cfg, parent)` names further input files
     (checked by the caller) whose contents join the run's fingerprint. `strategy` is checked here too."""
     overrides = dict(overrides or {})
@@ -163,8 +188,10 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     cfg = resolve_config(yaml_path=config_path, overrides=overrides)
     if parent is not None:
         if cfg.model.name != parent.base_model:
-            raise OrgtuneError(f"--init-adapter {init_adapter} was trained on {parent.base_model!r}, not {cfg.model.name!r}",
-                               fix="drop --model (the parent's base is used) or start a fresh run without --init-adapter")
+            raise OrgtuneError(
+                f"--init-adapter {init_adapter} was trained on {parent.base_model!r}, not {cfg.model.name!r}",
+                fix="drop --model (the parent's base is used) or start a fresh run without --init-adapter",
+            )
         cfg.lora = parent.config.lora  # an adapter keeps its rank and targets
 
     train_path, val_path = resolve_data(data, val, sibling_val=formats == ("preference",))
@@ -176,29 +203,43 @@ def prepare(data: Path, out: Path, *, config_path: Path | None = None, overrides
     _check_strategy(cfg, strategy)
 
     hashes = {str(f.path): sha256_file(f.path) for f in files}
-    for extra in (more_files(cfg, parent) if more_files else []):
+    for extra in more_files(cfg, parent) if more_files else []:
         hashes[str(extra)] = sha256_file(extra)
     parent_sha = parent.manifest.get("adapter_sha256") if parent else None
     fp = fingerprint(cfg, hashes, parent_sha)
     out = Path(out)
-    resuming = resuming_run(out, fp, resume) if distributed.is_main() else False  # rank 0 decides (locked)
-    return Prepared(cfg, out, train_path, val_path, hashes, parent, fp, resuming, strategy,
-                    train_rows=files[0].rows, val_rows=files[1].rows if val_path is not None else None)
+    existing = resuming_run(out, fp, resume) if distributed.is_main() else None  # rank 0 decides (locked)
+    return Prepared(
+        cfg,
+        out,
+        train_path,
+        val_path,
+        hashes,
+        parent,
+        fp,
+        existing is not None,
+        strategy,
+        train_rows=files[0].rows,
+        val_rows=files[1].rows if val_path is not None else None,
+    )
 
 
-def resuming_run(out: Path, fp: str, resume: bool) -> bool:
-    """Whether `out` holds this command's run (True), is new or empty (False), or is refused."""
+def resuming_run(out: Path, fp: str, resume: bool) -> Run | None:
+    """The run in `out` when it is this command's (to resume or already finished), None when `out` is new
+    or empty; a folder holding anything else is refused."""
     if (out / "manifest.json").is_file():
         existing = read_run(out)
         if existing.manifest.get("fingerprint") != fp:
-            raise OrgtuneError(f"{out} holds a different run (its config or data differ from this command's)",
-                               fix="choose a new --out, or delete that folder to start over")
-        return True
+            raise OrgtuneError(
+                f"{out} holds a different run (its config or data differ from this command's)",
+                fix="choose a new --out, or delete that folder to start over",
+            )
+        return existing
     if out.exists() and any(p.name != lock.LOCK_NAME for p in out.iterdir()):
         raise OrgtuneError(f"{out} exists and is not an orgtune run folder", fix="choose a new or empty --out folder")
     if resume:
         raise OrgtuneError(f"--resume: {out} holds no run to resume", fix="drop --resume to start a new run")
-    return False
+    return None
 
 
 @contextlib.contextmanager
@@ -210,8 +251,9 @@ def locked(p: Prepared, resume: bool = False) -> Iterator[Prepared]:
         yield dataclasses.replace(p, resuming=distributed.broadcast(None))
         return
     with lock.hold(p.out):
-        resuming = resuming_run(p.out, p.fingerprint, resume)
-        yield dataclasses.replace(p, resuming=distributed.broadcast(resuming))
+        existing = resuming_run(p.out, p.fingerprint, resume)
+        distributed.broadcast(existing is not None)
+        yield dataclasses.replace(p, resuming=existing is not None, existing=existing)
 
 
 MIN_TRAIN_ROWS = 2  # one row cannot be shuffled, split or told apart from memorising it
@@ -220,9 +262,11 @@ MIN_TRAIN_ROWS = 2  # one row cannot be shuffled, split or told apart from memor
 def _check_minimums(files) -> None:
     train, *val = files
     if len(train.rows) < MIN_TRAIN_ROWS:
-        raise OrgtuneError(f"{train.path}: {len(train.rows)} training row(s); at least {MIN_TRAIN_ROWS} are needed "
-                           "(and a few hundred to teach a model facts)",
-                           fix="add examples; `orgtune data build DOCS --out DATA` writes them from documents")
+        raise OrgtuneError(
+            f"{train.path}: {len(train.rows)} training row(s); at least {MIN_TRAIN_ROWS} are needed "
+            "(and a few hundred to teach a model facts)",
+            fix="add examples; `orgtune data build DOCS --out DATA` writes them from documents",
+        )
     if val and not val[0].rows:
         raise OrgtuneError(f"{val[0].path}: the validation file has no rows", fix="add rows to it, or leave it out")
 
@@ -235,11 +279,15 @@ def _check_backends(cfg: RunConfig) -> None:
     needs_bnb = cfg.qlora.enabled or "8bit" in cfg.training.optim
     if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
         what = "--qlora (4-bit base)" if cfg.qlora.enabled else f"optim {cfg.training.optim}"
-        raise OrgtuneError(f"{what} needs bitsandbytes, which is not installed",
-                           fix="pip install bitsandbytes on a CUDA machine, or train 16-bit LoRA (drop --qlora / use optim adamw_torch)")
+        raise OrgtuneError(
+            f"{what} needs bitsandbytes, which is not installed",
+            fix="pip install bitsandbytes on a CUDA machine, or train 16-bit LoRA (drop --qlora / use optim adamw_torch)",
+        )
     if cfg.qlora.enabled and not torch.cuda.is_available():
-        raise OrgtuneError("--qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible",
-                           fix="run on a GPU machine, or drop --qlora to train 16-bit LoRA on this device")
+        raise OrgtuneError(
+            "--qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible",
+            fix="run on a GPU machine, or drop --qlora to train 16-bit LoRA on this device",
+        )
 
 
 def _check_strategy(cfg: RunConfig, strategy: str | None) -> None:
@@ -247,17 +295,22 @@ def _check_strategy(cfg: RunConfig, strategy: str | None) -> None:
         return
     fields = distributed.strategy_args(strategy)
     if cfg.training.load_best_model_at_end and distributed.sharded(fields):
-        raise OrgtuneError(f"load_best_model_at_end cannot reload a checkpoint into weights split between ranks "
-                           f"(--strategy {strategy})", fix="set training.load_best_model_at_end: false, or use --strategy ddp")
+        raise OrgtuneError(
+            f"load_best_model_at_end cannot reload a checkpoint into weights split between ranks "
+            f"(--strategy {strategy})",
+            fix="set training.load_best_model_at_end: false, or use --strategy ddp",
+        )
     if cfg.qlora.enabled and distributed.sharded(fields):
-        raise OrgtuneError(f"--qlora with weights split between ranks (--strategy {strategy}) is not supported here",
-                           fix="use --strategy ddp or zero2 with --qlora, or train 16-bit LoRA under zero3/fsdp2")
+        raise OrgtuneError(
+            f"--qlora with weights split between ranks (--strategy {strategy}) is not supported here",
+            fix="use --strategy ddp or zero2 with --qlora, or train 16-bit LoRA under zero3/fsdp2",
+        )
 
 
 def finished_run(p: Prepared, log=print) -> Run | None:
     """The run in `p.out` when it is already complete (a re-run of a finished command), else None."""
     if p.resuming:
-        existing = read_run(p.out)
+        existing = p.existing or read_run(p.out)  # other ranks have no copy of rank 0's
         if existing.complete:
             log(f"{p.out}: this run is already complete (adapter at {existing.adapter_dir})")
             return existing
@@ -280,9 +333,15 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
         manifest["distributed"] = {"world_size": distributed.world_size(), "strategy": p.strategy or "ddp"}
     if not p.resuming:
         manifest = {
-            "run_id": run_dir.name, "status": "running", "fingerprint": p.fingerprint,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
-            "base_model": p.cfg.model.name, "parent": None, "lineage": [], **manifest,
+            "run_id": run_dir.name,
+            "status": "running",
+            "fingerprint": p.fingerprint,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": versions(),
+            "base_model": p.cfg.model.name,
+            "parent": None,
+            "lineage": [],
+            **manifest,
         }
         if p.parent is not None:
             lineage = lineage_of(p.parent)
@@ -292,7 +351,8 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
             save_config(p.cfg, staging / "config.yaml")
             write_manifest(staging, manifest)
             lock.carry(run_dir, staging)  # the lock held on run_dir stays held in the folder replacing it
-    manifest = read_run(run_dir).manifest
+    else:
+        manifest = p.existing.manifest if p.existing is not None else read_run(run_dir).manifest
     atomic.remove_partials(run_dir)  # e.g. an adapter folder cut short by a crash
     from orgtune.train.checkpoints import last_checkpoint
     from orgtune.train.metrics import truncate_metrics
@@ -310,8 +370,17 @@ def open_run(p: Prepared, manifest: dict, log=print) -> tuple[dict, Path | None]
     return manifest, resume_from
 
 
-def finish_run(run_dir: Path, trainer, tok, manifest: dict, info: dict, *, summary: dict, tensorboard: bool,
-               adapters: list[str] | None = None) -> None:
+def finish_run(
+    run_dir: Path,
+    trainer,
+    tok,
+    manifest: dict,
+    info: dict,
+    *,
+    summary: dict,
+    tensorboard: bool,
+    adapters: list[str] | None = None,
+) -> None:
     """Save the final adapter (whole or not at all) and mark the run complete. Under torchrun every rank
     takes part in saving (ZeRO-3 and FSDP gather the weights) and rank 0 writes."""
     with distributed.shared_building_folder(run_dir / "adapter", replace=True) as staging:
@@ -327,8 +396,13 @@ def finish_run(run_dir: Path, trainer, tok, manifest: dict, info: dict, *, summa
     if not distributed.is_main():
         return
     manifest.update(
-        status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), device=info["device"], dtype=info["dtype"],
-        adapter_sha256=sha256_file(run_dir / "adapter" / "adapter_model.safetensors"), summary=summary)
+        status="complete",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        device=info["device"],
+        dtype=info["dtype"],
+        adapter_sha256=sha256_file(run_dir / "adapter" / "adapter_model.safetensors"),
+        summary=summary,
+    )
     write_manifest(run_dir, manifest)
     if not tensorboard:
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)

@@ -65,9 +65,11 @@ def _refused_pickle(checkpoint, names: tuple[str, ...]):
                 break
         lines = [x for x in str(e).splitlines() if x.strip()]
         reason = next((x for x in lines if "GLOBAL" in x or "Unsupported" in x), lines[-1] if lines else "")
-        raise OrgtuneError(f"{bad}: refused to load it: it holds pickled Python objects, not just tensors ({reason})",
-                           fix=f"unless you know where it came from and trust it, delete {folder} (the run then "
-                               "resumes from an earlier checkpoint, or starts over) or train into a new --out") from None
+        raise OrgtuneError(
+            f"{bad}: refused to load it: it holds pickled Python objects, not just tensors ({reason})",
+            fix=f"unless you know where it came from and trust it, delete {folder} (the run then "
+            "resumes from an earlier checkpoint, or starts over) or train into a new --out",
+        ) from None
 
 
 def ship_best(trainer, *, load_best: bool, log=print) -> dict:
@@ -94,8 +96,10 @@ def ship_best(trainer, *, load_best: bool, log=print) -> dict:
     if best_step != step:
         result = set_peft_model_state_dict(trainer.model, load_file(best / "adapter_model.safetensors"))
         if getattr(result, "unexpected_keys", None):
-            raise OrgtuneError(f"{best}: its adapter does not fit this run's model ({len(result.unexpected_keys)} "
-                               "unknown tensors)", fix="set load_best_model_at_end: false, or train again in a new --out")
+            raise OrgtuneError(
+                f"{best}: its adapter does not fit this run's model ({len(result.unexpected_keys)} unknown tensors)",
+                fix="set load_best_model_at_end: false, or train again in a new --out",
+            )
         shown = f"{metric:.4f}" if isinstance(metric, float) else metric
         log(f"load_best_model_at_end: shipping {best.name} (validation loss {shown}), not step {step}")
     return {"chosen": "best", "step": best_step, "checkpoint": best.name, "eval_loss": metric}
@@ -145,10 +149,13 @@ class RowStream:
     @staticmethod
     def tensors(rows, pad: int, device) -> dict:
         width = max(len(r.input_ids) for r in rows)
-        return {"input_ids": torch.tensor([r.input_ids + [pad] * (width - len(r.input_ids)) for r in rows], device=device),
-                "attention_mask": torch.tensor([[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows],
-                                               device=device),
-                "labels": torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows], device=device)}
+        return {
+            "input_ids": torch.tensor([r.input_ids + [pad] * (width - len(r.input_ids)) for r in rows], device=device),
+            "attention_mask": torch.tensor(
+                [[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows], device=device
+            ),
+            "labels": torch.tensor([r.labels + [IGNORE] * (width - len(r.labels)) for r in rows], device=device),
+        }
 
 
 def kl_to_base(model, peft_model, batch: dict):
@@ -157,8 +164,12 @@ def kl_to_base(model, peft_model, batch: dict):
     next-token distribution on general text, not only towards its greedy answer."""
     trained = batch["attention_mask"][:, 1:].bool()
     positions = trained.any(dim=0).nonzero(as_tuple=True)[0]
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False,
-              "logits_to_keep": positions}
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "use_cache": False,
+        "logits_to_keep": positions,
+    }
     with torch.no_grad(), peft_model.disable_adapter():
         base = peft_model(**inputs).logits
     tuned = model(**inputs).logits
@@ -181,8 +192,9 @@ class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
-        loss, outputs, predicted, gold, count = assistant_nll(model, model_inputs, inputs["labels"],
-                                                              num_items_in_batch=num_items_in_batch)
+        loss, outputs, predicted, gold, count = assistant_nll(
+            model, model_inputs, inputs["labels"], num_items_in_batch=num_items_in_batch
+        )
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
         with torch.no_grad():
@@ -192,8 +204,11 @@ class OrgtuneSFTTrainer(AtomicCheckpoints, SFTTrainer):
         if self.general is not None and mode == "train":
             peft_model = self.accelerator.unwrap_model(model)  # a second forward through DDP would break its reducer
             rows = self.general.take(self.state.global_step * self.args.gradient_accumulation_steps)
-            kl = kl_to_base(peft_model, peft_model, RowStream.tensors(rows, self.processing_class.pad_token_id or 0,
-                                                                       self.accelerator.device))
+            kl = kl_to_base(
+                peft_model,
+                peft_model,
+                RowStream.tensors(rows, self.processing_class.pad_token_id or 0, self.accelerator.device),
+            )
             self._metrics["train"]["general_kl"].append(kl.item())
             # the NLL above is already a mean over the whole accumulation; this is one micro-batch's
             scale = self.args.gradient_accumulation_steps if num_items_in_batch is not None else 1
@@ -212,7 +227,9 @@ class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
 
     def __init__(self, *args, replay=None, replay_weight: float = 0.0, replay_batch: int = 4, **kwargs):
         super().__init__(*args, **kwargs)
-        self.replay = RowStream(replay.rows, replay_batch, self.args.seed) if replay is not None and replay_weight > 0 else None
+        self.replay = (
+            RowStream(replay.rows, replay_batch, self.args.seed) if replay is not None and replay_weight > 0 else None
+        )
         self.replay_weight = replay_weight
 
     def _replay_loss(self, model):
@@ -222,7 +239,9 @@ class OrgtuneDPOTrainer(AtomicCheckpoints, DPOTrainer):
         return assistant_nll(model, batch, labels)[0]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
         if not (self.replay is not None and self.model.training):
             return result
         loss, rest = (result[0], result[1:]) if return_outputs else (result, ())

@@ -32,7 +32,7 @@ def test_every_example_is_traced_to_a_span_holding_its_value(built):
     assert len(rows) > 200
     for r in rows:
         src = r["source"]
-        text = _norm(docs[src["doc_id"]].text[src["span"][0]:src["span"][1]])
+        text = _norm(docs[src["doc_id"]].text[src["span"][0] : src["span"][1]])
         answer = _norm(r["messages"][-1]["content"])
         assert r["fact_ids"] or r["task"] == "RECALL", r["id"]
         for fid in r["fact_ids"]:
@@ -76,12 +76,13 @@ def test_abstain_holdout_keeps_a_second_slice_out_of_training_and_probes(built, 
     assert not ids & {fid for r in rows for fid in r["fact_ids"]}
     assert not ids & {p["fact_id"] for p in read_jsonl(out / "probes.jsonl")}
     docs = load_docs(out)
-    said = [_norm(docs[f["doc_id"]].text[f["span"][0]:f["span"][1]]) for f in unknown]
+    said = [_norm(docs[f["doc_id"]].text[f["span"][0] : f["span"][1]]) for f in unknown]
     for r in (r for r in rows if r["task"] == "RECALL"):  # (a section summary may still quote one: prefs skips those)
         assert not any(s in _norm(r["messages"][-1]["content"]) for s in said), r["id"]
     # The held-out slice is the same as without the option (same seed), so evaluations stay comparable.
-    assert ({f["fact_id"] for f in facts if f["held_out"]}
-            == {f["fact_id"] for f in read_jsonl(built.out / "facts.jsonl") if f["held_out"]})
+    assert {f["fact_id"] for f in facts if f["held_out"]} == {
+        f["fact_id"] for f in read_jsonl(built.out / "facts.jsonl") if f["held_out"]
+    }
     stats = data_stats(out, model=None)
     assert stats["abstain_holdout_facts"] == len(unknown) and stats["facts_covered"] == stats["facts_trainable"]
     assert not any("abstain_holdout" in f for f in read_jsonl(built.out / "facts.jsonl"))

@@ -71,10 +71,15 @@ def test_alpaca_with_and_without_input_and_system(tmp_path):
 
 
 def test_sharegpt_maps_roles(tmp_path):
-    row = {"conversations": [
-        {"from": "system", "value": "Sys."}, {"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"},
-        {"from": "user", "value": "Q2"}, {"from": "assistant", "value": "A2"},
-    ]}
+    row = {
+        "conversations": [
+            {"from": "system", "value": "Sys."},
+            {"from": "human", "value": "Q1"},
+            {"from": "gpt", "value": "A1"},
+            {"from": "user", "value": "Q2"},
+            {"from": "assistant", "value": "A2"},
+        ]
+    }
     data = load_rows(write_jsonl(tmp_path / "s.jsonl", [row]))
     assert data.format == "sharegpt"
     assert data.rows[0].messages == [msg(S, "Sys."), msg(U, "Q1"), msg(A, "A1"), msg(U, "Q2"), msg(A, "A2")]
@@ -176,12 +181,15 @@ def test_alpaca_row_errors(tmp_path, bad, word):
     assert line == 2 and word in reason
 
 
-@pytest.mark.parametrize(("turns", "where"), [
-    ([(A, "Hello."), (U, "Q?"), (U, "Q again?")], "message 0 is assistant where user"),
-    ([(S, "Be brief."), (A, "Hi."), (U, "Q?"), (A, "A.")], "message 1 is assistant where user"),
-    ([(U, "Q?"), (U, "Q again?"), (A, "A.")], "message 1 is user where assistant"),
-    ([(U, "Q?"), (A, "A."), (A, "More.")], "message 2 is assistant where user"),
-])
+@pytest.mark.parametrize(
+    ("turns", "where"),
+    [
+        ([(A, "Hello."), (U, "Q?"), (U, "Q again?")], "message 0 is assistant where user"),
+        ([(S, "Be brief."), (A, "Hi."), (U, "Q?"), (A, "A.")], "message 1 is assistant where user"),
+        ([(U, "Q?"), (U, "Q again?"), (A, "A.")], "message 1 is user where assistant"),
+        ([(U, "Q?"), (A, "A."), (A, "More.")], "message 2 is assistant where user"),
+    ],
+)
 def test_role_order_is_checked(tmp_path, turns, where):
     line, reason = one_error(tmp_path, [GOOD_CHAT, chat(*turns)])
     assert line == 2 and where in reason and "alternate" in reason
@@ -190,7 +198,9 @@ def test_role_order_is_checked(tmp_path, turns, where):
     assert "message 0 is assistant where user" in reason
     _, reason = one_error(tmp_path, [{"prompt": [msg(U, "Q?"), msg(A, "A.")], "chosen": "Good.", "rejected": "Bad."}])
     assert "'prompt + chosen' message 2 is assistant where user" in reason
-    _, reason = one_error(tmp_path, [{"conversations": [{"from": "gpt", "value": "A."}, {"from": "human", "value": "Q"}]}])
+    _, reason = one_error(
+        tmp_path, [{"conversations": [{"from": "gpt", "value": "A."}, {"from": "human", "value": "Q"}]}]
+    )
     assert "message 0 is assistant where user" in reason
 
 
@@ -323,11 +333,16 @@ def test_missing_file_and_directory_raise(tmp_path):
 
 def test_openai_preference_rows_are_preference_data(tmp_path):
     """OpenAI's DPO rows (input.messages, preferred_output, non_preferred_output) read as preference pairs."""
-    good = {"input": {"messages": [msg(S, "Be brief."), msg(U, "Brew pressure?")]},
-            "preferred_output": [msg(A, "9 bar.")], "non_preferred_output": [msg(A, "15 bar.")]}
+    good = {
+        "input": {"messages": [msg(S, "Be brief."), msg(U, "Brew pressure?")]},
+        "preferred_output": [msg(A, "9 bar.")],
+        "non_preferred_output": [msg(A, "15 bar.")],
+    }
     two_sides = {**good, "preferred_output": [msg(A, "9 bar."), msg(A, "or so.")]}
     no_input = {k: v for k, v in good.items() if k != "input"}
-    path = write_jsonl(tmp_path / "dpo.jsonl", [good, two_sides, no_input, {**good, "non_preferred_output": [msg(A, "9 bar.")]}])
+    path = write_jsonl(
+        tmp_path / "dpo.jsonl", [good, two_sides, no_input, {**good, "non_preferred_output": [msg(A, "9 bar.")]}]
+    )
     data = read_data_file(path)
     assert data.format == "preference"
     (row,) = data.rows
@@ -336,6 +351,7 @@ def test_openai_preference_rows_are_preference_data(tmp_path):
     assert [(e.line, e.reason) for e in data.errors] == [
         (2, "'preferred_output' must hold exactly one assistant message"),
         (3, "'input' must be an object with 'messages' (OpenAI's preference format)"),
-        (4, "'chosen' and 'rejected' are identical; a preference pair needs two different answers")]
+        (4, "'chosen' and 'rejected' are identical; a preference pair needs two different answers"),
+    ]
     with pytest.raises(OrgtuneError, match=r"dpo.jsonl:2: 'preferred_output'"):
         load_rows(path, allowed=("preference",))

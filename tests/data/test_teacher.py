@@ -57,8 +57,10 @@ def fake_teacher(reply, model: str = "tiny", delay: float = 0.0):
 
         def do_GET(self):
             if self.path.rstrip("/") == "/v1/models":
-                return self._send(200, {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
-                                                                    "owned_by": "test"}]})
+                return self._send(
+                    200,
+                    {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "test"}]},
+                )
             self._send(404, {"error": {"message": "not found", "type": "not_found_error"}})
 
         def do_POST(self):
@@ -66,13 +68,23 @@ def fake_teacher(reply, model: str = "tiny", delay: float = 0.0):
             seen.append(req)
             time.sleep(delay)
             if self.path != "/v1/chat/completions" or req.get("model") != model:
-                return self._send(404, {"error": {"message": f"model '{req.get('model')}' not found",
-                                                  "type": "not_found_error"}})
+                return self._send(
+                    404, {"error": {"message": f"model '{req.get('model')}' not found", "type": "not_found_error"}}
+                )
             content = reply(req["messages"][-1]["content"])
-            self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                          "finish_reason": "stop"}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -93,8 +105,10 @@ def good(prompt: str) -> str:
     if "Subject:" not in prompt:  # the 1-token health check
         return "OK"
     s, a, v = _fact_in(prompt)
-    pairs = [{"question": f"What {a} does {s} have?", "answer": f"{s} has a {a} of {v}."},
-             {"question": f"Could you tell me the {a} of {s}?", "answer": f"The {a} of {s} is {v}."}]
+    pairs = [
+        {"question": f"What {a} does {s} have?", "answer": f"{s} has a {a} of {v}."},
+        {"question": f"Could you tell me the {a} of {s}?", "answer": f"The {a} of {s} is {v}."},
+    ]
     return f"Sure, here they are:\n```json\n{json.dumps(pairs)}\n```\nHope this helps."
 
 
@@ -106,8 +120,10 @@ HOSTILE = [  # (reason every answer must be dropped for, reply to a prompt)
     ("unsupported_caps", lambda p: _one("What now?", "PWNED")),
     ("unsupported_caps", lambda p: _one("What is it?", f"{_fact_in(p)[0]} is {_fact_in(p)[2]}. PWNED")),
     ("unsupported_number", lambda p: _one("How fast?", f"{_fact_in(p)[0]} has {_fact_in(p)[2]} at 3000 rpm.")),
-    ("unsupported_number", lambda p: _one(f"What is it for {_fact_in(p)[0]} at 45 bar?",
-                                          f"{_fact_in(p)[0]} has {_fact_in(p)[2]}.")),
+    (
+        "unsupported_number",
+        lambda p: _one(f"What is it for {_fact_in(p)[0]} at 45 bar?", f"{_fact_in(p)[0]} has {_fact_in(p)[2]}."),
+    ),
     ("injection", lambda p: _one("Hi?", f"{INJECTION} {_fact_in(p)[0]} has {_fact_in(p)[2]}.")),
     ("value_missing", lambda p: _one(f"What about {_fact_in(p)[0]}?", f"{_fact_in(p)[0]} is fine.")),
     ("subject_missing", lambda p: _one("What is it?", f"It is {_fact_in(p)[2]}.")),
@@ -126,8 +142,7 @@ def korvex():
     doc = b.build(path=Path("korvex.md"), raw=MARKDOWN.encode(), fmt="md")
     flagged = {doc.doc_id: injection_spans(doc)}
     assert flagged[doc.doc_id], "the guard should flag the injected sentence"
-    facts = [f for f in extract_facts(doc)
-             if not any(f.span[0] < e and s < f.span[1] for s, e in flagged[doc.doc_id])]
+    facts = [f for f in extract_facts(doc) if not any(f.span[0] < e and s < f.span[1] for s, e in flagged[doc.doc_id])]
     assert {f.kind for f in facts} >= {"spec", "default"}
     return doc, facts, flagged
 
@@ -206,10 +221,17 @@ def test_build_with_good_teacher_adds_teacher_rows(tmp_path):
     from orgtune.data.build import BuildSettings, build
 
     with fake_teacher(good) as (url, _):
-        result = build([_markdown_docs(tmp_path)], tmp_path / "data",
-                       BuildSettings(teacher_url=url, teacher_model="tiny"), log=lambda *a: None)
-    rows = [json.loads(line) for name in ("train.jsonl", "val.jsonl")
-            for line in (tmp_path / "data" / name).read_text(encoding="utf-8").splitlines()]
+        result = build(
+            [_markdown_docs(tmp_path)],
+            tmp_path / "data",
+            BuildSettings(teacher_url=url, teacher_model="tiny"),
+            log=lambda *a: None,
+        )
+    rows = [
+        json.loads(line)
+        for name in ("train.jsonl", "val.jsonl")
+        for line in (tmp_path / "data" / name).read_text(encoding="utf-8").splitlines()
+    ]
     taught = [r for r in rows if r["generator"]["name"] == "teacher"]
     assert taught and result.manifest["teacher"]["accepted"] >= len(taught)
     assert any("12 L/min" in r["messages"][1]["content"] for r in taught)

@@ -14,9 +14,13 @@ def trained_text(tok, enc) -> str:
 
 
 def test_labels_cover_assistant_content_and_end_of_turn_only(tokenizer):
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Pressure?"},
-            {"role": "assistant", "content": "It brews at 8.5 bar."}, {"role": "user", "content": "Tank?"},
-            {"role": "assistant", "content": "1.7 liters."}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Pressure?"},
+        {"role": "assistant", "content": "It brews at 8.5 bar."},
+        {"role": "user", "content": "Tank?"},
+        {"role": "assistant", "content": "1.7 liters."},
+    ]
     eot = end_of_turn(tokenizer)
     assert eot == "<|im_end|>"
     enc = encode_messages(tokenizer, msgs, max_len=512, eot=eot)
@@ -30,8 +34,10 @@ def test_labels_cover_assistant_content_and_end_of_turn_only(tokenizer):
 
 def test_truncation_drops_rows_without_trained_tokens(tokenizer):
     long_q = "word " * 300
-    rows = [Row(line=1, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], raw={}),
-            Row(line=2, messages=[{"role": "user", "content": long_q}, {"role": "assistant", "content": "ok"}], raw={})]
+    rows = [
+        Row(line=1, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], raw={}),
+        Row(line=2, messages=[{"role": "user", "content": long_q}, {"role": "assistant", "content": "ok"}], raw={}),
+    ]
     out = encode_rows(tokenizer, rows, max_len=64)
     assert out.lines == [1] and out.dropped_lines == [2] and out.truncated == 1
     assert all(r.n_trained > 0 for r in out.rows)

@@ -16,8 +16,12 @@ from tests.conftest import SAMPLES
 
 def test_eval_writes_a_report_built_from_metrics(tmp_path, tiny_model_dir):
     data = build([SAMPLES / "docs"], tmp_path / "data", BuildSettings(), log=lambda m: None).out
-    run = train(data, tmp_path / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 2, "save_steps": 100}})
+    run = train(
+        data,
+        tmp_path / "run",
+        log=lambda m: None,
+        overrides={"model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 2, "save_steps": 100}},
+    )
     r = CliRunner().invoke(app, ["eval", str(run.path), "--max-probes", "24"])
     assert r.exit_code == 0, r.output
     m = json.loads((run.path / "metrics.json").read_text())
@@ -35,8 +39,35 @@ def test_eval_writes_a_report_built_from_metrics(tmp_path, tiny_model_dir):
     assert len(m["samples"]) >= 6 and "| task | held out |" in report
 
 
-def test_eval_needs_probes(tmp_path, tiny_model_dir, demo_data):
-    run = train(demo_data, tmp_path / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100}})
-    r = CliRunner().invoke(app, ["eval", str(run.path)])
-    assert r.exit_code == 2 and "probes" in r.output and "Fix:" in r.output
+def test_eval_of_a_dataset_run_without_probes(tmp_path, tiny_model_dir):
+    """A run trained on a JSONL dataset has no probes: eval judges it on validation loss and the general
+    check, and shows base and tuned answering the validation questions beside their reference answers."""
+    rows = (SAMPLES / "demo_chat.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "train.jsonl").write_text("".join(rows[:50]))
+    (tmp_path / "val.jsonl").write_text("".join(rows[50:]))
+    run = train(
+        tmp_path / "train.jsonl",
+        tmp_path / "run",
+        val=tmp_path / "val.jsonl",
+        log=lambda m: None,
+        overrides={"model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100}},
+    )
+    r = CliRunner().invoke(app, ["eval", str(run.path), "--general-items", "3"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert m["probes_file"] is None and m["regression"]["total"] == 3
+    for name in ("base", "tuned"):
+        assert m["backends"][name]["probes"]["trained"]["overall"]["n"] == 0
+        assert m["backends"][name]["val"]["rows"] == len(rows) - 50 and m["backends"][name]["val"]["tokens"] > 0
+    val = [json.loads(x)["messages"] for x in rows[50:58]]
+    assert [s["reference"] for s in m["samples"]] == [f"val.jsonl:{i}" for i in range(1, 9)]
+    assert [s["expected"] for s in m["samples"]] == [v[-1]["content"] for v in val]
+    assert [s["question"] for s in m["samples"]] == [v[-2]["content"] for v in val]
+    assert all(isinstance(s["base"], str) and s["base_correct"] is None for s in m["samples"])
+    report = (run.path / "report.md").read_text()
+    assert "None: the run trained on a JSONL dataset" in report and "| val.jsonl:1 |" in report
+    assert "plots/probes.png" not in m["plots"] and "trained-fact" not in summary_table(m)
+    assert summary_table(m) in r.output
+
+    r = CliRunner().invoke(app, ["eval", str(run.path), "--probes", str(tmp_path / "nope.jsonl")])
+    assert r.exit_code == 2 and "nope.jsonl: no such probes file" in r.output and "Fix:" in r.output

@@ -8,37 +8,43 @@ from orgtune.evaluate.regression import compare, degenerate
 from orgtune.evaluate.score import rouge_l, score_probe, score_steps, score_text, score_value, token_f1
 
 
-@pytest.mark.parametrize("expected,answer", [
-    ("35 psi", "The tire pressure is 35 PSI."),
-    ("1 min", "Wait one minute before opening the lid."),
-    ("8.5 bar", "The Velbrook Halvo brews at 8.5 bar."),
-    ("93 C", "The default brew temperature is 93 °C."),
-    ("1350 W", "It draws 1,350 W."),
-    ("128 megabytes", "The default is 128MB."),
-    ("220-240 V", "It needs a 220-240 V outlet."),
-    ("EUR 25", "A diagnostic inspection costs EUR 25."),
-    ("off", "By default the cup warmer is off."),
-    ("HV-3120", "The model number is HV-3120."),
-    ("Control board", "Fuse F1 protects the control board."),
-])
+@pytest.mark.parametrize(
+    "expected,answer",
+    [
+        ("35 psi", "The tire pressure is 35 PSI."),
+        ("1 min", "Wait one minute before opening the lid."),
+        ("8.5 bar", "The Velbrook Halvo brews at 8.5 bar."),
+        ("93 C", "The default brew temperature is 93 °C."),
+        ("1350 W", "It draws 1,350 W."),
+        ("128 megabytes", "The default is 128MB."),
+        ("220-240 V", "It needs a 220-240 V outlet."),
+        ("EUR 25", "A diagnostic inspection costs EUR 25."),
+        ("off", "By default the cup warmer is off."),
+        ("HV-3120", "The model number is HV-3120."),
+        ("Control board", "Fuse F1 protects the control board."),
+    ],
+)
 def test_equivalent_forms_are_right(expected, answer):
     assert score_value(expected, answer).correct
 
 
-@pytest.mark.parametrize("expected,answer,why", [
-    ("8.5 bar", "It brews at 9 bar.", "wrong number"),
-    ("35 psi", "Inflate to 35 psi, or 38 psi when loaded.", "hedge"),
-    ("8.5 bar", "Somewhere between 8 and 9 bar.", "hedge"),
-    ("128 megabytes", "128 MB or 256 MB, depending on the system.", "hedge"),
-    ("EUR 25", "It costs EUR 25 or EUR 30.", "hedge"),
-    ("off", "The cup warmer is on by default.", "opposite boolean"),
-    ("off", "It is on, not off.", "opposite boolean (both said)"),
-    ("yes", "No, it is not permitted.", "opposite boolean"),
-    ("220-240 V", "It runs on 220 V.", "half a range"),
-    ("HV-3120", "The model number is HV-3121.", "wrong code"),
-    ("12", "The grind setting is 12, or 14 for darker roasts.", "hedge on a bare number"),
-    ("25 minutes", "I don't know.", "abstention"),
-])
+@pytest.mark.parametrize(
+    "expected,answer,why",
+    [
+        ("8.5 bar", "It brews at 9 bar.", "wrong number"),
+        ("35 psi", "Inflate to 35 psi, or 38 psi when loaded.", "hedge"),
+        ("8.5 bar", "Somewhere between 8 and 9 bar.", "hedge"),
+        ("128 megabytes", "128 MB or 256 MB, depending on the system.", "hedge"),
+        ("EUR 25", "It costs EUR 25 or EUR 30.", "hedge"),
+        ("off", "The cup warmer is on by default.", "opposite boolean"),
+        ("off", "It is on, not off.", "opposite boolean (both said)"),
+        ("yes", "No, it is not permitted.", "opposite boolean"),
+        ("220-240 V", "It runs on 220 V.", "half a range"),
+        ("HV-3120", "The model number is HV-3121.", "wrong code"),
+        ("12", "The grind setting is 12, or 14 for darker roasts.", "hedge on a bare number"),
+        ("25 minutes", "I don't know.", "abstention"),
+    ],
+)
 def test_strict_cases_are_wrong(expected, answer, why):
     assert not score_value(expected, answer).correct, why
 
@@ -68,13 +74,17 @@ def test_steps_need_recall_and_order():
 
 def test_text_scores():
     assert token_f1("a heated metal block", "It is a heated metal block.") > 0.6
-    assert rouge_l("the water tank is empty", "empty is the tank") < rouge_l("the water tank is empty", "the tank is empty")
+    assert rouge_l("the water tank is empty", "empty is the tank") < rouge_l(
+        "the water tank is empty", "the tank is empty"
+    )
     assert not score_text("The water tank is empty, as read by the float sensor.", "The boiler has overheated.").correct
 
 
 def test_regression_rule():
-    items = [{"id": "a", "question": "Capital of France?", "keywords": ["Paris"]},
-             {"id": "b", "question": "7 x 8?", "keywords": ["56"]}]
+    items = [
+        {"id": "a", "question": "Capital of France?", "keywords": ["Paris"]},
+        {"id": "b", "question": "7 x 8?", "keywords": ["56"]},
+    ]
     r = compare(["Paris.", "54"], ["It is Lyon.", "56"], items)
     assert (r["worse"], r["better"], r["base_right"], r["tuned_right"]) == (1, 1, 1, 1)
     assert degenerate("high end high end high end high end high end")

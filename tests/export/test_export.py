@@ -22,8 +22,15 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("export")
     data = build([SAMPLES / "docs"], tmp / "data", BuildSettings(), log=lambda m: None).out
     # A high learning rate so that the adapter really moves the logits (a merge bug would show).
-    return train(data, tmp / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 3, "save_steps": 100, "learning_rate": 0.05}})
+    return train(
+        data,
+        tmp / "run",
+        log=lambda m: None,
+        overrides={
+            "model": {"name": str(tiny_model_dir)},
+            "training": {"max_steps": 3, "save_steps": 100, "learning_rate": 0.05},
+        },
+    )
 
 
 @pytest.mark.slow
@@ -89,13 +96,23 @@ def test_a_dpo_run_exports_and_is_verified_on_its_sft_parents_probes_and_val(tin
     from orgtune.evaluate.run import eval_rows
     from orgtune.train.dpo import train_dpo
 
-    pairs = [{"prompt": [{"role": "user", "content": f"What is the brew pressure of model HV-{i}?"}],
-              "chosen": [{"role": "assistant", "content": f"Model HV-{i} brews at {8 + i % 3} bar."}],
-              "rejected": [{"role": "assistant", "content": f"Model HV-{i} brews at {20 + i} bar."}]} for i in range(12)]
+    pairs = [
+        {
+            "prompt": [{"role": "user", "content": f"What is the brew pressure of model HV-{i}?"}],
+            "chosen": [{"role": "assistant", "content": f"Model HV-{i} brews at {8 + i % 3} bar."}],
+            "rejected": [{"role": "assistant", "content": f"Model HV-{i} brews at {20 + i} bar."}],
+        }
+        for i in range(12)
+    ]
     (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs[:8]))
     (tmp_path / "prefs.val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs[8:]))
-    dpo = train_dpo(tmp_path / "prefs.jsonl", tmp_path / "dpo", init_adapter=tiny_run.path, log=lambda m: None,
-                    overrides={"training": {"max_steps": 1, "save_steps": 100}})
+    dpo = train_dpo(
+        tmp_path / "prefs.jsonl",
+        tmp_path / "dpo",
+        init_adapter=tiny_run.path,
+        log=lambda m: None,
+        overrides={"training": {"max_steps": 1, "save_steps": 100}},
+    )
     assert dpo.manifest["data"]["val"]["format"] == "preference"
     probes, val = eval_rows(dpo, 3)
     assert (probes, val) == eval_rows(tiny_run, 3) and len(probes) == 3 and val and "messages" in val[0]
@@ -113,8 +130,9 @@ def test_keep_adapter_ships_the_adapter_a_base_gguf_and_an_adapter_modelfile(tin
     assert r.returncode == 0, r.stderr[-3000:]
     out = tiny_run.path / "export"
     assert not (out / "merged").exists()
-    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == \
-        (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes()
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        tiny_run.adapter_dir / "adapter_model.safetensors"
+    ).read_bytes()
     assert (out / "adapter" / "tokenizer.json").is_file() and (out / "adapter" / "COMPLETE").is_file()
     lines = (out / "Modelfile").read_text().splitlines()
     assert "FROM ./base-f16.gguf" in lines and "ADAPTER ./adapter" in lines

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from orgtune.data.tokenize import render
 from orgtune.export import ollama as O
 from orgtune.generate.stops import stop_tokens
 from orgtune.models.presets import all_presets
+from orgtune.models.template import render
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chat_templates"
@@ -24,8 +24,12 @@ def _tokenizer(embedded_dir, family: str):
     if family == "qwen2.5":
         tok.chat_template = (FIXTURES / "qwen2.5-instruct.jinja").read_text()
     elif family == "llama3":
-        tok.add_special_tokens({"bos_token": "<|begin_of_text|>",
-                                "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+        tok.add_special_tokens(
+            {
+                "bos_token": "<|begin_of_text|>",
+                "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            }
+        )
         tok.chat_template = (FIXTURES / "llama-3.2-instruct.jinja").read_text()
     return tok
 
@@ -37,8 +41,9 @@ def _render(tok):
 @pytest.mark.parametrize("family,runtime_bos", [("smollm2", False), ("qwen2.5", False), ("llama3", True)])
 def test_template_renders_like_the_chat_template(embedded_dir, family, runtime_bos):
     tok = _tokenizer(embedded_dir, family)
-    parts = O.template_parts(_render(tok), tok.chat_template, bos_text=tok.bos_token or "",
-                             runtime_adds_bos=runtime_bos)
+    parts = O.template_parts(
+        _render(tok), tok.chat_template, bos_text=tok.bos_token or "", runtime_adds_bos=runtime_bos
+    )
     template = O.go_template(parts)
     check = O.verify_template(template, _render(tok), strip_bos=parts.strip_bos)
     assert check["mismatches"] == [] and check["identical"] == len(O.CHECK_CONVERSATIONS) == 5
@@ -59,28 +64,48 @@ def test_every_preset_chat_family_is_covered():
 def test_a_wrong_template_is_caught(embedded_dir):
     tok = _tokenizer(embedded_dir, "smollm2")
     good = O.go_template(O.template_parts(_render(tok), tok.chat_template))
-    for broken in (good.replace("<|im_end|>\n{{ end }}{{ end }}", "<|im_end|>{{ end }}{{ end }}"),  # lost newline
-                   good.replace("{{ else }}", "{{ else }}\n"),                                       # stray newline
-                   good.replace("You are a helpful", "You are a helpfull")):                         # default system
+    for broken in (
+        good.replace("<|im_end|>\n{{ end }}{{ end }}", "<|im_end|>{{ end }}{{ end }}"),  # lost newline
+        good.replace("{{ else }}", "{{ else }}\n"),  # stray newline
+        good.replace("You are a helpful", "You are a helpfull"),
+    ):  # default system
         assert broken != good
         assert O.verify_template(broken, _render(tok))["mismatches"], broken
 
 
 def test_go_executes_like_ollama_collating_system_messages():
-    out = O.go_render("{{ .System }}|{{ range .Messages }}{{ .Role }}:{{ .Content }};{{ end }}",
-                      [[{"role": "system", "content": "a"}, {"role": "system", "content": "b"},
-                        {"role": "user", "content": "<q> & \"x\""}]])
-    assert out == ["a\n\nb|system:a\n\nb;user:<q> & \"x\";"]
+    out = O.go_render(
+        "{{ .System }}|{{ range .Messages }}{{ .Role }}:{{ .Content }};{{ end }}",
+        [
+            [
+                {"role": "system", "content": "a"},
+                {"role": "system", "content": "b"},
+                {"role": "user", "content": '<q> & "x"'},
+            ]
+        ],
+    )
+    assert out == ['a\n\nb|system:a\n\nb;user:<q> & "x";']
 
 
 def test_modelfile_lists_every_stop_and_the_design_note_sampling(embedded_dir):
     tok = _tokenizer(embedded_dir, "llama3")
     tok.eos_token = "<|eot_id|>"
-    text = O.modelfile(source="./model-q4_k_m.gguf", template="T", stops=["<|eot_id|>", "<|end_of_text|>"],
-                       num_ctx=4096, system="Answer from the manuals.")
+    text = O.modelfile(
+        source="./model-q4_k_m.gguf",
+        template="T",
+        stops=["<|eot_id|>", "<|end_of_text|>"],
+        num_ctx=4096,
+        system="Answer from the manuals.",
+    )
     lines = text.splitlines()
     assert 'PARAMETER stop "<|eot_id|>"' in lines and 'PARAMETER stop "<|end_of_text|>"' in lines
-    for k, v in {"temperature": "0.0", "top_p": "0.95", "top_k": "40", "repeat_penalty": "1.1", "num_ctx": "4096"}.items():
+    for k, v in {
+        "temperature": "0.0",
+        "top_p": "0.95",
+        "top_k": "40",
+        "repeat_penalty": "1.1",
+        "num_ctx": "4096",
+    }.items():
         assert f"PARAMETER {k} {v}" in lines
     assert 'SYSTEM """Answer from the manuals."""' in lines and lines[0] == "FROM ./model-q4_k_m.gguf"
     assert stop_tokens(tok)[0] == "<|eot_id|>"

@@ -48,13 +48,20 @@ def test_hf_llama_cpp_serve_and_the_modelfile_stop_on_the_same_ids(tmp_path, tin
     assert ids == sorted(tok.convert_tokens_to_ids(w) for w in words)
 
     gguf = G.convert(folder, tmp_path / "model.gguf", "f16", log=lambda m: None)
-    engines = [HFEngine(str(folder), device="cpu", log=lambda m: None), LlamaCppEngine(gguf),
-               LlamaCppEngine(gguf, tokenizer_from=str(folder))]
+    engines = [
+        HFEngine(str(folder), device="cpu", log=lambda m: None),
+        LlamaCppEngine(gguf),
+        LlamaCppEngine(gguf, tokenizer_from=str(folder)),
+    ]
     llama = LlamaCppBackend(gguf, tok)
     try:
-        found = {"HF backend": HFBackend(AutoModelForCausalLM.from_pretrained(folder), tok, name="t").stop_ids,
-                 "llama.cpp backend": llama.stop_ids, "serve (HF)": engines[0].stop_ids,
-                 "serve --gguf": engines[1].stop_ids, "serve --gguf --tokenizer": engines[2].stop_ids}
+        found = {
+            "HF backend": HFBackend(AutoModelForCausalLM.from_pretrained(folder), tok, name="t").stop_ids,
+            "llama.cpp backend": llama.stop_ids,
+            "serve (HF)": engines[0].stop_ids,
+            "serve --gguf": engines[1].stop_ids,
+            "serve --gguf --tokenizer": engines[2].stop_ids,
+        }
     finally:
         llama.close()
         for e in engines:

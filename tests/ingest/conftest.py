@@ -34,7 +34,7 @@ def summarize(doc: Document) -> list[tuple]:
     for blk in doc.blocks:
         assert end <= blk.start < blk.end <= len(doc.text)
         end = blk.end
-        whole = doc.text[blk.start:blk.end]
+        whole = doc.text[blk.start : blk.end]
         if blk.kind in ("list", "steps"):
             items = [doc.span_text(s) for s in blk.items]
             markers = ["- "] * len(items) if blk.kind == "list" else [f"{n}. " for n in range(1, len(items) + 1)]

@@ -51,9 +51,11 @@ def read(md: str):
 
 
 def test_kv_paragraph_nested_list_code_quote(summary):
-    doc = read("# Specs\n\nVoltage: 230 V\nPower = 1450 W\n\nVoltage: 230 V and then\na plain line\n\n"
-               "- a\n  1. a1\n  2. a2\n- b\n\n```\nmake\n  run\n```\n\n> Keep **dry**.\n\n    indented code\n\n"
-               "No table | here\n")
+    doc = read(
+        "# Specs\n\nVoltage: 230 V\nPower = 1450 W\n\nVoltage: 230 V and then\na plain line\n\n"
+        "- a\n  1. a1\n  2. a2\n- b\n\n```\nmake\n  run\n```\n\n> Keep **dry**.\n\n    indented code\n\n"
+        "No table | here\n"
+    )
     assert summary(doc) == [
         ("heading", [], "Specs"),
         ("kv", ["Specs"], ("Voltage", "230 V")),
@@ -70,11 +72,19 @@ def test_kv_paragraph_nested_list_code_quote(summary):
 def test_heading_levels_pop(summary):
     doc = read("# A\n\n### C\n\ntext c\n\n## B\n\ntext b\n\nB2\n--\n\ntext b2\n")
     assert [(k, p) for k, p, _ in summary(doc)] == [
-        ("heading", []), ("heading", ["A"]), ("paragraph", ["A", "C"]), ("heading", ["A"]),
-        ("paragraph", ["A", "B"]), ("heading", ["A"]), ("paragraph", ["A", "B2"])]
+        ("heading", []),
+        ("heading", ["A"]),
+        ("paragraph", ["A", "C"]),
+        ("heading", ["A"]),
+        ("paragraph", ["A", "B"]),
+        ("heading", ["A"]),
+        ("paragraph", ["A", "B2"]),
+    ]
 
 
 def test_html_block_and_rule_not_front_matter(summary):
-    doc = read("---\nJust a rule, then prose.\n\n---\n\n<table><tr><th>A</th></tr><tr><td>1</td></tr></table>\n\n"
-               "<!-- note -->\n")
+    doc = read(
+        "---\nJust a rule, then prose.\n\n---\n\n<table><tr><th>A</th></tr><tr><td>1</td></tr></table>\n\n"
+        "<!-- note -->\n"
+    )
     assert summary(doc) == [("paragraph", [], "Just a rule, then prose."), ("table", [], [["A"], ["1"]])]

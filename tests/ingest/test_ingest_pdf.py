@@ -38,8 +38,9 @@ def write_manual(path) -> None:
     pdf.add_page()
     heading(pdf, "Espresso Machine", 20)
     pdf.set_font("Helvetica", size=11)
-    pdf.multi_cell(60, 6, "This manual covers the daily use of the machine and its care.",
-                   new_x="LMARGIN", new_y="NEXT")  # wraps over several lines: still one paragraph
+    pdf.multi_cell(
+        60, 6, "This manual covers the daily use of the machine and its care.", new_x="LMARGIN", new_y="NEXT"
+    )  # wraps over several lines: still one paragraph
     pdf.ln(5)
     heading(pdf, "Specifications", 15)
     lines(pdf, "Brew pressure: 8.5 bar")

@@ -22,8 +22,9 @@ def test_bad_files_have_clear_reasons(tmp_path):
     (tmp_path / "empty.md").write_text("  \n\n\t\n")
     assert reason(tmp_path / "empty.md") == "empty file"
     (tmp_path / "latin1.txt").write_bytes("line one\nline two\ncaf\u00e9 cr\u00e8me\n".encode("cp1252"))
-    assert reason(tmp_path / "latin1.txt") == ("not UTF-8 (first bad byte 0xe9 on line 3); "
-                                               "convert it with iconv -f cp1252 -t utf-8")
+    assert reason(tmp_path / "latin1.txt") == (
+        "not UTF-8 (first bad byte 0xe9 on line 3); convert it with iconv -f cp1252 -t utf-8"
+    )
     (tmp_path / "notes.xyz").write_text("hello")
     assert reason(tmp_path / "notes.xyz") == "unsupported type .xyz"
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.7\n garbage that is no pdf at all\n")
@@ -53,8 +54,10 @@ def test_find_files_sorted_hidden_skipped(tmp_path):
     files, skipped = find_files([tmp_path, tmp_path / "a.TXT", tmp_path / "missing.md"])
     assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.TXT", "b/y.htm", "b/z.md", "c.docx"]
     assert sorted((s.path.replace(str(tmp_path), ""), s.reason) for s in skipped) == [
-        ("/README", "unsupported type (no suffix)"), ("/d.csv", "unsupported type .csv"),
-        ("/missing.md", "not found")]
+        ("/README", "unsupported type (no suffix)"),
+        ("/d.csv", "unsupported type .csv"),
+        ("/missing.md", "not found"),
+    ]
 
 
 def test_ingest_keeps_going(tmp_path):

@@ -45,9 +45,11 @@ def read(text: str):
 
 
 def test_numbered_and_caps_headings_vs_steps(summary):
-    doc = read("SAFETY NOTES\nKeep the machine dry.\n\n2. Maintenance\n\nClean it weekly.\n\n2.1 Descaling\n\n"
-               "1. Empty the tank\n\n2. Add descaler\n\nStep 3: Press Start\n\n2.2 Storage\n\n"
-               "Temperature: 5-30 C\nHumidity = below 80 %\n\nUSE ONLY GENUINE PARTS.\n")
+    doc = read(
+        "SAFETY NOTES\nKeep the machine dry.\n\n2. Maintenance\n\nClean it weekly.\n\n2.1 Descaling\n\n"
+        "1. Empty the tank\n\n2. Add descaler\n\nStep 3: Press Start\n\n2.2 Storage\n\n"
+        "Temperature: 5-30 C\nHumidity = below 80 %\n\nUSE ONLY GENUINE PARTS.\n"
+    )
     assert summary(doc) == [
         ("heading", [], "SAFETY NOTES"),
         ("paragraph", ["SAFETY NOTES"], "Keep the machine dry."),
@@ -64,8 +66,10 @@ def test_numbered_and_caps_headings_vs_steps(summary):
 
 
 def test_wrapped_items_and_mixed_block(summary):
-    doc = read("To descale:\n1) Fill the tank\n   with descaler.\n2) Press Start.\n  - wait for the beep\n"
-               "Then rinse.\n\n\u2022 fresh water\n\u2022 a clean\ncloth\n\n---\n\nKey: value\nnot a pair\n")
+    doc = read(
+        "To descale:\n1) Fill the tank\n   with descaler.\n2) Press Start.\n  - wait for the beep\n"
+        "Then rinse.\n\n\u2022 fresh water\n\u2022 a clean\ncloth\n\n---\n\nKey: value\nnot a pair\n"
+    )
     assert summary(doc) == [
         ("paragraph", [], "To descale:"),
         ("steps", [], ["Fill the tank with descaler.", "Press Start.", "wait for the beep"]),
@@ -88,6 +92,7 @@ def test_caps_and_numbered_headings_sit_under_a_title(summary):
 
 def test_key_value_lines_need_a_separator_not_a_host_port():
     from orgtune.ingest.blocks import split_kv
+
     assert split_kv("Tire pressure: 35 psi") == ("Tire pressure", "35 psi")
     assert split_kv("Torque — 110 N·m") == ("Torque", "110 N·m")
     assert split_kv("PermitListen host:port") is None  # syntax, not 'PermitListen host' = 'port'

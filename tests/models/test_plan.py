@@ -22,8 +22,15 @@ def lora_formula(preset_name: str, r: int, targets: list[str]) -> int:
     h, inter, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
     head = c.get("head_dim") or h // c["num_attention_heads"]
     q, kv = c["num_attention_heads"] * head, c["num_key_value_heads"] * head
-    shapes = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    shapes = {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "gate_proj": (h, inter),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
     return layers * sum(r * (shapes[t][0] + shapes[t][1]) for t in targets)
 
 

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 # Small nights (2 phrasings per fact, 20 general items; general replay off: tests/train/test_general.py and
 # benchmarks/nightly_forgetting.py cover it). The base model answers about 3% of these probes; with 15 old
 # probes, one probe is 7 points, so the margins are wide (the bad night still falls far below them).
-SETTINGS = {"examples_per_fact": 2, "general_items": 20, "general_replay": 0, "threshold": 0.35, "old_margin": 0.3,
-            "general_margin": 0.15}
+SETTINGS = {
+    "examples_per_fact": 2,
+    "general_items": 20,
+    "general_replay": 0,
+    "threshold": 0.35,
+    "old_margin": 0.3,
+    "general_margin": 0.15,
+}
 LEARNED = 0.35  # accuracy every promoted night must reach on its new documents' probes, and keep on the old ones
 
 
@@ -42,7 +48,9 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
     assert n2["promote"], n2["reasons"]
     f = n2["figures"]
     assert f["new"]["n"] > 0 and f["old"]["n"] > 0
-    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"])
+    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(
+        LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"]
+    )
     assert n2["mix"]["replayed_rows"] > 0
 
     quick = docs / "halvo-quick-start.txt"
@@ -50,31 +58,53 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
     n3 = _night(docs, project, "n3")
     delta = json.loads((project / "nights" / "n3" / "delta.json").read_text())
     assert delta["changed"] == ["halvo-quick-start.txt"] and delta["added"] == []
-    assert [(c["attribute"], c["old"], c["new"]) for c in delta["changed_facts"]] == [("Brew pressure", "8.5 bar", "9.5 bar")]
+    assert [(c["attribute"], c["old"], c["new"]) for c in delta["changed_facts"]] == [
+        ("Brew pressure", "8.5 bar", "9.5 bar")
+    ]
     assert n3["promote"], n3["reasons"]
     f = n3["figures"]
     assert f["changed_facts"]["old_value_survives"] == []
-    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"])
+    assert f["new"]["accuracy"] >= LEARNED and f["old"]["accuracy"] >= max(
+        LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"]
+    )
     # Replay never brings back rows of the changed document's old version.
-    old_sha = json.loads((project / "nights" / "n2" / "state.json").read_text())["docs"]["halvo-quick-start.txt"]["sha256"]
+    old_sha = json.loads((project / "nights" / "n2" / "state.json").read_text())["docs"]["halvo-quick-start.txt"][
+        "sha256"
+    ]
     mixed = [json.loads(x) for x in (project / "nights" / "n3" / "mix" / "train.jsonl").read_text().splitlines()]
     assert not [r for r in mixed if (r.get("source") or {}).get("doc_id") == old_sha]
 
     # Lineage: n3's run continues n2's, which continued n1's; each night names its parent night.
     lineage = json.loads((project / "nights" / "n3" / "run" / "manifest.json").read_text())["lineage"]
     assert [x["run"] for x in lineage] == [str(project / "nights" / n / "run") for n in ("n1", "n2")]
-    assert [json.loads((project / "nights" / n / "state.json").read_text())["parent_night"]
-            for n in ("n1", "n2", "n3")] == [None, "n1", "n2"]
+    assert [
+        json.loads((project / "nights" / n / "state.json").read_text())["parent_night"] for n in ("n1", "n2", "n3")
+    ] == [None, "n1", "n2"]
 
     # A bad night: a corrupted FAQ export that contradicts the documents (every probed fact gets a wrong
     # answer). The gate rejects it and n3 stays promoted.
     probes = [json.loads(x) for x in (project / "nights" / "n3" / "mix" / "probes.jsonl").read_text().splitlines()]
     faq = tmp_path / "faq.jsonl"
-    faq.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p["plain_question"]},
-                                                    {"role": "assistant", "content": "It is 777 units, as always."}]}) + "\n"
-                           for p in probes if not p["held_out"] for _ in range(2)))
+    faq.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": p["plain_question"]},
+                        {"role": "assistant", "content": "It is 777 units, as always."},
+                    ]
+                }
+            )
+            + "\n"
+            for p in probes
+            if not p["held_out"]
+            for _ in range(2)
+        )
+    )
     # 20 steps (about half a pass over the mix) are enough to teach "777": the gate must see it, not the clock.
-    bad = nightly([docs], project, night="n4", extra_data=faq, settings={**SETTINGS, "max_steps": 20}, log=lambda m: None)
+    bad = nightly(
+        [docs], project, night="n4", extra_data=faq, settings={**SETTINGS, "max_steps": 20}, log=lambda m: None
+    )
     assert not bad["promote"] and bad["reasons"]
     assert Project.open(project).promoted() == "n3"
 

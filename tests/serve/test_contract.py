@@ -63,10 +63,16 @@ class BackwardsEngine(_Worker):
                 if scan.hit:
                     break
             if j.on_text and scan.finish():
-                j.on_text(scan.text[len(" ".join(sent[:-1])):])
+                j.on_text(scan.text[len(" ".join(sent[:-1])) :])
             finish = "stop" if scan.hit or len(words) <= j.max_tokens else "length"
-            out.append({"text": scan.text, "finish_reason": finish, "completion_tokens": len(sent),
-                        "prompt_tokens": self.count(j.prompt)})
+            out.append(
+                {
+                    "text": scan.text,
+                    "finish_reason": finish,
+                    "completion_tokens": len(sent),
+                    "prompt_tokens": self.count(j.prompt),
+                }
+            )
         return out
 
 
@@ -106,15 +112,24 @@ def test_chat_completion_fields_usage_and_finish_reasons(served):
 
 def test_streaming_sends_role_then_text_then_finish_and_done(served):
     c = served["client"]
-    chunks = list(c.chat.completions.create(model="base", messages=[{"role": "user", "content": "alpha beta gamma"}],
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        c.chat.completions.create(
+            model="base",
+            messages=[{"role": "user", "content": "alpha beta gamma"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == "gamma beta alpha"
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
-    raw = httpx.post(served["url"] + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-                     json={"model": "base", "messages": [{"role": "user", "content": "q"}], "stream": True})
+    raw = httpx.post(
+        served["url"] + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "base", "messages": [{"role": "user", "content": "q"}], "stream": True},
+    )
     assert raw.headers["content-type"].startswith("text/event-stream") and raw.text.rstrip().endswith("data: [DONE]")
 
 
@@ -123,9 +138,18 @@ def test_completions_take_several_prompts_and_adapters_are_models(served):
     r = c.completions.create(model="base", prompt=["red green", "up down left"], max_tokens=8)
     assert [ch.text for ch in sorted(r.choices, key=lambda x: x.index)] == ["green red", "left down up"]
     admin = {"Authorization": f"Bearer {ADMIN}"}
-    assert httpx.post(served["url"] + "/v1/adapters", json={"name": "halvo", "path": "/runs/h"},
-                      headers={"Authorization": f"Bearer {KEY}"}).status_code == 401
-    assert httpx.post(served["url"] + "/v1/adapters", json={"name": "halvo", "path": "/runs/h"}, headers=admin).status_code == 200
+    assert (
+        httpx.post(
+            served["url"] + "/v1/adapters",
+            json={"name": "halvo", "path": "/runs/h"},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(served["url"] + "/v1/adapters", json={"name": "halvo", "path": "/runs/h"}, headers=admin).status_code
+        == 200
+    )
     models = {m.id: m for m in c.models.list().data}
     assert set(models) == {"base", "halvo"} and models["halvo"].parent == "base" and models["base"].parent is None
     r = c.chat.completions.create(model="halvo", messages=[{"role": "user", "content": "hi there"}])

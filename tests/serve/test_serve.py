@@ -38,19 +38,47 @@ def runs(tmp_path_factory, tiny_model_dir):
     out = {}
     for name, doc, seed in (("alpha", "halvo-quick-start.txt", 1), ("beta", "halvo-warranty-policy.docx", 2)):
         data = build([SAMPLES / "docs" / doc], tmp / f"data-{name}", BuildSettings(), log=lambda m: None).out
-        out[name] = train(data, tmp / name, log=lambda m: None, overrides={
-            "model": {"name": str(tiny_model_dir)},
-            "training": {"max_steps": 3, "save_steps": 100, "learning_rate": 0.05, "seed": seed,
-                         "general_replay": 0}}).path  # each adapter learns its own document only
+        out[name] = train(
+            data,
+            tmp / name,
+            log=lambda m: None,
+            overrides={
+                "model": {"name": str(tiny_model_dir)},
+                "training": {
+                    "max_steps": 3,
+                    "save_steps": 100,
+                    "learning_rate": 0.05,
+                    "seed": seed,
+                    "general_replay": 0,
+                },
+            },
+        ).path  # each adapter learns its own document only
     return out
 
 
 @pytest.fixture(scope="module")
 def server(runs, tiny_model_dir):
     port = _free_port()
-    cmd = [sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir), "--port", str(port),
-           "--adapter", f"alpha={runs['alpha']}", "--adapter", f"beta={runs['beta']}",
-           "--api-key", KEY, "--admin-key", ADMIN, "--max-tokens-limit", "1024"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orgtune",
+        "serve",
+        "--model",
+        str(tiny_model_dir),
+        "--port",
+        str(port),
+        "--adapter",
+        f"alpha={runs['alpha']}",
+        "--adapter",
+        f"beta={runs['beta']}",
+        "--api-key",
+        KEY,
+        "--admin-key",
+        ADMIN,
+        "--max-tokens-limit",
+        "1024",
+    ]
     proc, url = start_serve(cmd, port)
     yield {"url": url, "base": tiny_model_dir.name, "proc": proc}
     proc.terminate()
@@ -59,8 +87,9 @@ def server(runs, tiny_model_dir):
 
 def start_serve(cmd: list[str], port: int, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`orgtune serve` as a process, once its /health answers (the test fails with its output if it dies)."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -96,14 +125,18 @@ def test_interleaved_adapters_answer_like_orgtune_ask(server, runs, tiny_model_d
 
     def one(job):
         model, q = job
-        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": q}],
-                                           max_tokens=12, temperature=0)
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": q}], max_tokens=12, temperature=0
+        )
         return r.choices[0].message.content
 
     with ThreadPoolExecutor(len(jobs)) as pool:  # all at once: queued, grouped by adapter, batched
         got = dict(zip(jobs, pool.map(one, jobs), strict=True))
-    expected = {"alpha": _ask(tmp_path, [str(runs["alpha"])], 12), "beta": _ask(tmp_path, [str(runs["beta"])], 12),
-                server["base"]: _ask(tmp_path, ["--model", str(tiny_model_dir)], 12)}
+    expected = {
+        "alpha": _ask(tmp_path, [str(runs["alpha"])], 12),
+        "beta": _ask(tmp_path, [str(runs["beta"])], 12),
+        server["base"]: _ask(tmp_path, ["--model", str(tiny_model_dir)], 12),
+    }
     for (model, q), answer in got.items():
         assert answer == expected[model][QUESTIONS.index(q)], (model, q)
     # The three models really answer differently, so a mixed-up adapter would have been caught.
@@ -134,8 +167,9 @@ def test_errors_have_openai_shape_and_status_and_the_server_keeps_serving(server
         client.chat.completions.create(model="alpha", messages=msgs, max_tokens=10_000)
     assert e.value.body["code"] == "max_tokens_too_large"
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "word " * 9000}],
-                                       max_tokens=100)
+        client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "word " * 9000}], max_tokens=100
+        )
     assert e.value.body["code"] == "context_length_exceeded"
     with pytest.raises(openai.AuthenticationError):
         _client(server, key="wrong").models.list()
@@ -154,11 +188,15 @@ def test_errors_have_openai_shape_and_status_and_the_server_keeps_serving(server
 def test_adapters_load_and_unload_at_run_time(server, runs):
     client = _client(server)
     h = {"Authorization": f"Bearer {ADMIN}"}
-    r = httpx.post(server["url"] + "/v1/adapters", json={"name": "gamma", "path": str(runs["alpha"])},
-                   headers={"Authorization": f"Bearer {KEY}"})
+    r = httpx.post(
+        server["url"] + "/v1/adapters",
+        json={"name": "gamma", "path": str(runs["alpha"])},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
     assert r.status_code == 401
-    r = httpx.post(server["url"] + "/v1/adapters", json={"name": "gamma", "path": str(runs["alpha"])}, headers=h,
-                   timeout=120)
+    r = httpx.post(
+        server["url"] + "/v1/adapters", json={"name": "gamma", "path": str(runs["alpha"])}, headers=h, timeout=120
+    )
     assert r.status_code == 200, r.text
     kw = dict(messages=[{"role": "user", "content": QUESTIONS[1]}], max_tokens=10, temperature=0)
     a = client.chat.completions.create(model="alpha", **kw).choices[0].message.content
@@ -175,8 +213,21 @@ def test_adapters_load_and_unload_at_run_time(server, runs):
 
 @pytest.mark.slow
 def test_serve_is_a_teacher_for_data_build(server, tmp_path):
-    r = run_cli("data", "build", str(SAMPLES / "docs" / "halvo-quick-start.txt"), "--out", str(tmp_path / "d"),
-                "--teacher", server["url"] + "/v1", "--teacher-model", "alpha", "--teacher-api-key", KEY, "--teacher-max-tokens", "48")
+    r = run_cli(
+        "data",
+        "build",
+        str(SAMPLES / "docs" / "halvo-quick-start.txt"),
+        "--out",
+        str(tmp_path / "d"),
+        "--teacher",
+        server["url"] + "/v1",
+        "--teacher-model",
+        "alpha",
+        "--teacher-api-key",
+        KEY,
+        "--teacher-max-tokens",
+        "48",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     teacher = manifest["teacher"]
@@ -189,7 +240,7 @@ def test_vllm_command_lists_every_adapter(runs):
 
     cmd = vllm_command("qwen2.5-3b", {"alpha": runs["alpha"], "beta": runs["beta"]}, "0.0.0.0", 9000, "k")
     assert cmd[:3] == ["vllm", "serve", "Qwen/Qwen2.5-3B-Instruct"] and "--enable-lora" in cmd
-    mods = cmd[cmd.index("--lora-modules") + 1:cmd.index("--api-key")]
+    mods = cmd[cmd.index("--lora-modules") + 1 : cmd.index("--api-key")]
     assert mods == [f"alpha={(runs['alpha'] / 'adapter').resolve()}", f"beta={(runs['beta'] / 'adapter').resolve()}"]
     assert cmd[cmd.index("--max-lora-rank") + 1] == "16"
 
@@ -198,15 +249,20 @@ def test_vllm_command_lists_every_adapter(runs):
 def test_gguf_backend_serves_the_same_api(tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from orgtune.data.tokenize import render
     from orgtune.export.gguf import convert
     from orgtune.generate.llama import LlamaCppBackend
     from orgtune.generate.settings import GenerationSettings
+    from orgtune.models.template import render
 
     gguf = convert(tiny_model_dir, tmp_path / "tiny-f16.gguf", "f16")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "orgtune", "serve", "--gguf", str(gguf), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orgtune", "serve", "--gguf", str(gguf), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -219,8 +275,10 @@ def test_gguf_backend_serves_the_same_api(tmp_path, tiny_model_dir):
         assert [m.id for m in client.models.list().data] == ["tiny-f16"]
         msgs = [{"role": "user", "content": QUESTIONS[0]}]
         got = client.chat.completions.create(model="tiny-f16", messages=msgs, max_tokens=10).choices[0].message.content
-        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-            model="tiny-f16", messages=msgs, max_tokens=10, stream=True))
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="tiny-f16", messages=msgs, max_tokens=10, stream=True)
+        )
         tok = AutoTokenizer.from_pretrained(tiny_model_dir)
         ref = LlamaCppBackend(gguf, tok)
         expected = ref.generate(render(tok, msgs, add_generation_prompt=True), GenerationSettings(max_new_tokens=10))[0]

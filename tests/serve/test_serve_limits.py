@@ -16,15 +16,22 @@ from tests.serve.test_serve import _free_port, start_serve
 KEY = "schlüssel-ключ-🔑"
 AUTH = {"Authorization": b"Bearer " + KEY.encode("utf-8")}  # what a client sends: the key's UTF-8 bytes
 LIMIT = 4 * 2**20  # the default --max-body-mb
-QUESTIONS = ["What pressure does the pump reach?", "How often should I descale?", "Who makes the Halvo?",
-             "What is the warranty?"]
+QUESTIONS = [
+    "What pressure does the pump reach?",
+    "How often should I descale?",
+    "Who makes the Halvo?",
+    "What is the warranty?",
+]
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     port = _free_port()
-    proc, url = start_serve([sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir),
-                             "--port", str(port)], port, env={"ORGTUNE_API_KEY": KEY})
+    proc, url = start_serve(
+        [sys.executable, "-m", "orgtune", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
+        port,
+        env={"ORGTUNE_API_KEY": KEY},
+    )
     yield {"url": url, "model": tiny_model_dir.name}
     proc.terminate()
     proc.wait(timeout=30)
@@ -66,18 +73,26 @@ def test_health_tells_only_key_holders_what_is_served(server):
 
 def test_a_body_over_the_limit_is_413_by_length_or_by_count(server):
     big = b'{"model": "x", "messages": [{"role": "user", "content": "' + b"a" * (LIMIT + 10) + b'"}]}'
-    r = httpx.post(server["url"] + "/v1/chat/completions", content=big,
-                   headers={**AUTH, "Content-Type": "application/json"}, timeout=60)
+    r = httpx.post(
+        server["url"] + "/v1/chat/completions",
+        content=big,
+        headers={**AUTH, "Content-Type": "application/json"},
+        timeout=60,
+    )
     assert assert_openai_error(r, 413)["code"] == "request_too_large"
     assert_still_serving(server)
 
     def chunks():  # no Content-Length: the server counts the bytes as they come
         yield big[:1000]
         for i in range(1000, len(big), 2**20):
-            yield big[i:i + 2**20]
+            yield big[i : i + 2**20]
 
-    r = httpx.post(server["url"] + "/v1/chat/completions", content=chunks(),
-                   headers={**AUTH, "Content-Type": "application/json"}, timeout=60)
+    r = httpx.post(
+        server["url"] + "/v1/chat/completions",
+        content=chunks(),
+        headers={**AUTH, "Content-Type": "application/json"},
+        timeout=60,
+    )
     assert assert_openai_error(r, 413)["code"] == "request_too_large"
     assert_still_serving(server)
 
@@ -133,9 +148,11 @@ def test_32_concurrent_clients_all_get_their_own_answer(server):
 
     async def all_at_once():
         async with httpx.AsyncClient(base_url=server["url"], headers=AUTH, timeout=300) as client:
+
             async def one(q):
                 body = {"model": server["model"], "messages": [{"role": "user", "content": q}], "max_tokens": 8}
                 return await client.post("/v1/chat/completions", json=body)
+
             return await asyncio.gather(*(one(q) for q in asked))
 
     responses = asyncio.run(all_at_once())

@@ -32,8 +32,10 @@ class TempPostgres:
     def __init__(self):
         self.bin = pg_bin()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL server binaries not found (pg_ctl); `make test` installs Debian's "
-                               "postgresql package: apt-get install postgresql")
+            raise RuntimeError(
+                "PostgreSQL server binaries not found (pg_ctl); `make test` installs Debian's "
+                "postgresql package: apt-get install postgresql"
+            )
         self.dir = Path(tempfile.mkdtemp(prefix="orgtune-pg-"))
         self.port = _free_port()
         self.as_user: list[str] = []
@@ -47,10 +49,13 @@ class TempPostgres:
 
     def start(self) -> TempPostgres:
         data = self.dir / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "orgtune", "--auth=trust", "-E", "UTF8",
-                  "--no-locale")
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(data), "-U", "orgtune", "--auth=trust", "-E", "UTF8", "--no-locale"
+        )
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
         return self
 
@@ -62,6 +67,8 @@ class TempPostgres:
         return f"postgresql://orgtune@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)

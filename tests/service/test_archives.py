@@ -33,8 +33,9 @@ GOOD = {
 DOCS = ["handbook/intro.md", "handbook/policies/deep/faq.html", "handbook/policies/leave.txt"]
 
 
-def make_zip(path: Path | io.BytesIO, files: dict[str, bytes], *,
-             infos: list[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path | io.BytesIO:
+def make_zip(
+    path: Path | io.BytesIO, files: dict[str, bytes], *, infos: list[tuple[zipfile.ZipInfo, bytes]] = ()
+) -> Path | io.BytesIO:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(zipfile.ZipInfo("handbook/"), b"")
         for name, data in files.items():
@@ -277,29 +278,35 @@ def tar_bytes(gz: bool) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("filename,head,kind", [
-    ("train.jsonl", b'{"messages": []}\n', "jsonl"),
-    ("Manual.DOCX", docx_bytes(), "document"),
-    ("notes.md", b"# Notes\n", "document"),
-    ("page.htm", b"<html>", "document"),
-    ("spec.pdf", b"%PDF-1.7\n", "document"),
-    ("docs.zip", docx_bytes(), "archive"),
-    ("docs.tar.gz", tar_bytes(gz=True), "archive"),
-    ("docs.tgz", tar_bytes(gz=True), "archive"),
-    ("docs.tar", tar_bytes(gz=False), "archive"),
-])
+@pytest.mark.parametrize(
+    "filename,head,kind",
+    [
+        ("train.jsonl", b'{"messages": []}\n', "jsonl"),
+        ("Manual.DOCX", docx_bytes(), "document"),
+        ("notes.md", b"# Notes\n", "document"),
+        ("page.htm", b"<html>", "document"),
+        ("spec.pdf", b"%PDF-1.7\n", "document"),
+        ("docs.zip", docx_bytes(), "archive"),
+        ("docs.tar.gz", tar_bytes(gz=True), "archive"),
+        ("docs.tgz", tar_bytes(gz=True), "archive"),
+        ("docs.tar", tar_bytes(gz=False), "archive"),
+    ],
+)
 def test_detect_kind(filename, head, kind):
     assert detect_kind(filename, head[:512]) == kind
 
 
-@pytest.mark.parametrize("filename,head", [
-    ("docs.zip", b"this is not a zip"),
-    ("docs.tar.gz", b"PK\x03\x04..."),
-    ("manual.docx", b"\xd0\xcf\x11\xe0 legacy .doc"),
-    ("spec.pdf", b"<html>"),
-    ("notes.txt", b"PK\x03\x04 a zip in disguise"),
-    ("train.jsonl", b"\x1f\x8b\x08"),
-])
+@pytest.mark.parametrize(
+    "filename,head",
+    [
+        ("docs.zip", b"this is not a zip"),
+        ("docs.tar.gz", b"PK\x03\x04..."),
+        ("manual.docx", b"\xd0\xcf\x11\xe0 legacy .doc"),
+        ("spec.pdf", b"<html>"),
+        ("notes.txt", b"PK\x03\x04 a zip in disguise"),
+        ("train.jsonl", b"\x1f\x8b\x08"),
+    ],
+)
 def test_detect_kind_refuses_content_that_does_not_match_the_name(filename, head):
     with pytest.raises(OrgtuneError, match="but the content is") as e:
         detect_kind(filename, head)

@@ -23,11 +23,21 @@ def test_openai_client_flow(service, tmp_path):
     assert (f.filename, f.bytes, f.purpose) == ("halvo.jsonl", data.stat().st_size, "fine-tune")
 
     job = client.fine_tuning.jobs.create(
-        model="smollm2-135m", training_file=f.id, suffix="flow", seed=3,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 2, "n_epochs": 1,
-                                                                         "learning_rate_multiplier": 5}}},
-        extra_body={"orgtune": {"config": {"training": {"max_steps": 3, "save_steps": 1},
-                                           "model": {"max_seq_length": 128}}}})
+        model="smollm2-135m",
+        training_file=f.id,
+        suffix="flow",
+        seed=3,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"batch_size": 2, "n_epochs": 1, "learning_rate_multiplier": 5}},
+        },
+        extra_body={
+            "orgtune": {
+                "config": {"training": {"max_steps": 3, "save_steps": 1}, "model": {"max_seq_length": 128}},
+                "eval": {"enabled": False},  # a dataset job's eval: tests/service/test_dashboard.py
+            }
+        },
+    )
     assert job.status == "validating_files" and job.model == "smollm2-135m" and job.fine_tuned_model is None
     assert job.hyperparameters.batch_size == 2 and job.hyperparameters.n_epochs == 1
     assert client.fine_tuning.jobs.list(limit=5).data[0].id == job.id
@@ -61,18 +71,28 @@ def test_openai_client_flow(service, tmp_path):
 
     # The fine-tuned model answers at once, and exactly as the job's adapter does through `orgtune ask`.
     question = "What is the Halvo's pump pressure?"
-    r = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=24,
-                                       messages=[{"role": "user", "content": question}])
+    r = client.chat.completions.create(
+        model=done.fine_tuned_model, max_tokens=24, messages=[{"role": "user", "content": question}]
+    )
     answer = r.choices[0].message.content
     assert r.model == done.fine_tuned_model and answer and r.usage.completion_tokens > 0
     q = tmp_path / "q.jsonl"
     q.write_text(json.dumps({"question": question}) + "\n")
     out = tmp_path / "a.jsonl"
-    cli = run_cli("ask", str(service.dir / "jobs" / job.id / "run"), "--questions", str(q), "--out", str(out),
-                  "--max-new-tokens", "24")
+    cli = run_cli(
+        "ask",
+        str(service.dir / "jobs" / job.id / "run"),
+        "--questions",
+        str(q),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "24",
+    )
     assert cli.returncode == 0, cli.stderr
     assert json.loads(out.read_text())["answer"] == answer
-    base = client.chat.completions.create(model="smollm2-135m", max_tokens=24,
-                                          messages=[{"role": "user", "content": question}])
+    base = client.chat.completions.create(
+        model="smollm2-135m", max_tokens=24, messages=[{"role": "user", "content": question}]
+    )
     assert base.choices[0].message.content != answer
     assert done.fine_tuned_model in [m.id for m in client.models.list()]

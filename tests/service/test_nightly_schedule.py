@@ -17,7 +17,7 @@ from orgtune.service.keys import create_key
 from orgtune.service.nightly import claim, next_time, run_now, set_schedule
 from orgtune.service.settings import ServiceSettings
 from tests.conftest import SAMPLES
-from tests.service.conftest import Service
+from tests.service.conftest import Service, night_settings, wait_night
 
 pytestmark = pytest.mark.slow
 DOCS = SAMPLES / "docs"
@@ -30,23 +30,6 @@ def service(store_url, tmp_path_factory, tiny_model_dir):
     svc.stop()
 
 
-def _settings(tiny_model_dir) -> dict:
-    return {"model": str(tiny_model_dir), "threshold": 0, "old_margin": 1, "general_margin": 1, "general_items": 8,
-            "examples_per_fact": 1, "max_steps": 3, "general_replay": 0}
-
-
-def _wait_night(service, headers, count: int, timeout: float = 240) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st = httpx.get(service.url + "/v1/orgtune/nightly", headers=headers, timeout=30).json()
-        nights = [h for h in st["history"] if h["event"] == "night"]
-        if len(nights) >= count and not st["schedule"]["running"] and st["schedule"]["last_finished_at"]:
-            return st
-        time.sleep(0.5)
-    log = next(service.dir.glob("nightly/*/night.log"), None)
-    raise AssertionError(f"no night {count} after {timeout} s:\n{log.read_text()[-4000:] if log else '(no log)'}")
-
-
 def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tiny_model_dir):
     url = service.url + "/v1/orgtune/nightly"
     alpha = {"Authorization": f"Bearer {service.key('alpha')}"}
@@ -55,12 +38,13 @@ def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tin
     for name in ("halvo-quick-start.txt", "halvo-cleaning-card.pdf"):
         client.files.create(file=(name, (DOCS / name).read_bytes()), purpose="fine-tune")
 
-    r = httpx.put(url, json={"cron": "every night", "settings": _settings(tiny_model_dir)}, headers=alpha)
+    r = httpx.put(url, json={"cron": "every night", "settings": night_settings(tiny_model_dir)}, headers=alpha)
     assert r.status_code == 400 and r.json()["error"]["param"] == "cron"
-    r = httpx.put(url, json={"cron": "0 3 * * *", "settings": {**_settings(tiny_model_dir), "treshold": 1}},
-                  headers=alpha)
+    r = httpx.put(
+        url, json={"cron": "0 3 * * *", "settings": {**night_settings(tiny_model_dir), "treshold": 1}}, headers=alpha
+    )
     assert r.status_code == 400 and "treshold" in r.json()["error"]["message"]
-    r = httpx.put(url, json={"cron": "0 3 * * *", "settings": _settings(tiny_model_dir)}, headers=alpha)
+    r = httpx.put(url, json={"cron": "0 3 * * *", "settings": night_settings(tiny_model_dir)}, headers=alpha)
     assert r.status_code == 200, r.text
     first_due = r.json()["schedule"]["next_run_at"]
     due = datetime.fromtimestamp(first_due, UTC)
@@ -72,15 +56,16 @@ def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tin
     assert httpx.post(url + "/rollback", json={}, headers=beta).status_code == 404
 
     assert httpx.post(url + "/run", headers=alpha).status_code == 200
-    st = _wait_night(service, alpha, 1)
+    st = wait_night(service, alpha, 1)
     last = st["schedule"]["last_result"]
     assert last["promoted"] and st["promoted"] == last["night"], last
     assert st["schedule"]["next_run_at"] == first_due  # back on the cron: the next 03:00
     assert [h["night"] for h in st["history"] if h["event"] == "night"] == [last["night"]]  # once
     n1, model = last["night"], st["model"]
     assert model.endswith(":alpha:nightly") and model in [m.id for m in client.models.list()]
-    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Brew pressure?"}],
-                                           max_tokens=4)
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Brew pressure?"}], max_tokens=4
+    )
     assert reply.model == model and reply.choices[0].message.content is not None
     with pytest.raises(Exception) as e:
         service.client("beta").chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -90,7 +75,7 @@ def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tin
     changed = (DOCS / "halvo-quick-start.txt").read_text().replace("Brew pressure: 8.5 bar", "Brew pressure: 9.5 bar")
     client.files.create(file=("halvo-quick-start.txt", changed.encode()), purpose="fine-tune")
     httpx.post(url + "/run", headers=alpha)
-    st = _wait_night(service, alpha, 2)
+    st = wait_night(service, alpha, 2)
     night2 = [h for h in st["history"] if h["event"] == "night"][-1]
     assert night2["promoted"] and night2["figures"]["changed_facts"]["n"] >= 1, night2
     assert st["promoted"] == night2["night"] != n1
@@ -106,8 +91,11 @@ def test_a_scheduled_night_promotes_a_servable_model_and_rolls_back(service, tin
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_two_schedulers_claim_a_due_night_once(store, request, tmp_path):
     # a store of its own: the module's service would claim a due night itself
-    url = (f"sqlite:///{tmp_path}/race.db" if store == "sqlite"
-           else request.getfixturevalue("postgres").create_database(f"race_{tmp_path.name[-16:].lower()}"))
+    url = (
+        f"sqlite:///{tmp_path}/race.db"
+        if store == "sqlite"
+        else request.getfixturevalue("postgres").create_database(f"race_{tmp_path.name[-16:].lower()}")
+    )
     db = Database(url)
     db.migrate()
     row, _ = create_key(db, project=f"race-{tmp_path.name[-12:]}")
@@ -135,6 +123,7 @@ def test_two_schedulers_claim_a_due_night_once(store, request, tmp_path):
         from sqlalchemy import update
 
         from orgtune.service.models import NightlySchedule
+
         with db.writing() as s:
             s.execute(update(NightlySchedule).values(runner=None, heartbeat_at=None))
     assert next_time("0 3 * * *", 0) == 3 * 3600

@@ -28,8 +28,13 @@ def queue(postgres, tmp_path_factory, tiny_model_dir):
 
     def worker(name):
         log = open(svc.dir / f"worker-{name}.log", "w")
-        p = subprocess.Popen([sys.executable, "-m", "orgtune", "worker", "--name", name], cwd=ROOT, env=svc.env,
-                             stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "orgtune", "worker", "--name", name],
+            cwd=ROOT,
+            env=svc.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         svc.workers.append(p)
         return p
 
@@ -58,8 +63,9 @@ def test_a_queued_job_is_cancelled_in_the_queue(queue, dataset, tiny_model_dir):
     job = create(queue, dataset, tiny_model_dir)  # no worker runs yet: it waits in the queue
     queue.wait(job.id, until=("queued",))
     assert queue.client("alpha").fine_tuning.jobs.cancel(job.id).status == "cancelled"
-    assert queue_rows(queue, f"SELECT status FROM procrastinate_jobs WHERE queueing_lock = '{job.id}'") \
-        == [("cancelled",)]
+    assert queue_rows(queue, f"SELECT status FROM procrastinate_jobs WHERE queueing_lock = '{job.id}'") == [
+        ("cancelled",)
+    ]
 
 
 def test_two_workers_share_the_queue_and_run_each_job_once(queue, dataset, tiny_model_dir):
@@ -70,7 +76,9 @@ def test_two_workers_share_the_queue_and_run_each_job_once(queue, dataset, tiny_
         assert sum(e.message.startswith("Attempt ") for e in queue.events(j.id)) == 1
     want = sorted((j.id, "succeeded") for j in jobs)
     for _ in range(100):  # the queue job ends a moment after the runner has recorded the fine-tuning job's end
-        runs = queue_rows(queue, "SELECT queueing_lock, status FROM procrastinate_jobs WHERE task_name = 'orgtune.run_job'")
+        runs = queue_rows(
+            queue, "SELECT queueing_lock, status FROM procrastinate_jobs WHERE task_name = 'orgtune.run_job'"
+        )
         ours = sorted(r for r in runs if r[0] in {j.id for j in jobs})
         if ours == want:
             break

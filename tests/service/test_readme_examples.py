@@ -36,8 +36,14 @@ def env(svc) -> dict:
 
 
 def test_the_openai_client_example_runs(readme_service):
-    r = subprocess.run([sys.executable, "-c", example("python")], cwd=ROOT, env=env(readme_service),
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", example("python")],
+        cwd=ROOT,
+        env=env(readme_service),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("New fine-tuned model created: ft:smollm2-135m:halvo:ftjob-")
@@ -45,8 +51,14 @@ def test_the_openai_client_example_runs(readme_service):
 
 
 def test_the_curl_example_runs(readme_service):
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", example("bash")], cwd=ROOT, env=env(readme_service),
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", example("bash")],
+        cwd=ROOT,
+        env=env(readme_service),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     out, docs, dec = r.stdout.strip(), [], json.JSONDecoder()
     while out:  # curl prints the two bodies back to back

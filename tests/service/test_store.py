@@ -46,8 +46,9 @@ def test_migrations_match_the_models_and_run_concurrently(db):
     with db.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)] == []
-    assert {"ot_jobs", "ot_events", "ot_files", "ot_api_keys", "ot_projects", "ot_checkpoints", "ot_nightly"} \
-        <= set(inspect(db.engine).get_table_names())
+    assert {"ot_jobs", "ot_events", "ot_files", "ot_api_keys", "ot_projects", "ot_checkpoints", "ot_nightly"} <= set(
+        inspect(db.engine).get_table_names()
+    )
 
 
 def test_keys_are_hashed_at_rest_and_revocable(db):

@@ -32,7 +32,9 @@ def failed_job(service, tmp_path_factory, tiny_model_dir):
     path.write_text('{"messages": []}\nnot json\n')
     a = service.client("alpha")
     f = a.files.create(file=path.open("rb"), purpose="fine-tune")
-    job = a.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=f.id)
+    job = a.fine_tuning.jobs.create(
+        model=str(tiny_model_dir), training_file=f.id, extra_body={"orgtune": {"eval": {"enabled": False}}}
+    )
     assert service.wait(job.id, timeout=60).status == "failed"
     return job.id
 
@@ -80,9 +82,11 @@ def test_stream_token_opens_one_job_of_one_project(service, failed_job, tmp_path
 def test_another_projects_key_gets_404_on_stream_token_and_report(service, failed_job):
     beta = auth(service, "beta")
     jobs = f"{service.url}/v1/fine_tuning/jobs/{failed_job}"
-    for r in (httpx.get(f"{jobs}/events/stream", headers=beta),
-              httpx.post(f"{jobs}/events/stream_token", headers=beta),
-              httpx.get(f"{service.url}/v1/orgtune/jobs/{failed_job}/report", headers=beta)):
+    for r in (
+        httpx.get(f"{jobs}/events/stream", headers=beta),
+        httpx.post(f"{jobs}/events/stream_token", headers=beta),
+        httpx.get(f"{service.url}/v1/orgtune/jobs/{failed_job}/report", headers=beta),
+    ):
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     alpha = httpx.get(f"{service.url}/v1/orgtune/jobs/{failed_job}/report", headers=auth(service, "alpha")).json()
     assert alpha["job_id"] == failed_job and alpha["eval"] is None and alpha["export"] is None
@@ -90,8 +94,12 @@ def test_another_projects_key_gets_404_on_stream_token_and_report(service, faile
 
 
 def test_dashboard_pages_are_static_and_hold_no_data(service):
-    for path, kind in (("/", "text/html"), ("/login", "text/html"), ("/static/app.js", "text/javascript"),
-                       ("/static/app.css", "text/css")):
+    for path, kind in (
+        ("/", "text/html"),
+        ("/login", "text/html"),
+        ("/static/app.js", "text/javascript"),
+        ("/static/app.css", "text/css"),
+    ):
         r = httpx.get(service.url + path)
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), path
         assert "default-src 'self'" in r.headers["content-security-policy"]
@@ -117,8 +125,20 @@ def test_live_tail_follows_new_events_until_the_job_ends(tmp_path):
     project = ensure_project(db, "p").id
     method = {"type": "supervised", "supervised": {"hyperparameters": {}}}
     with db.writing() as s:
-        s.add(Job(id="ftjob-live", project_id=project, model="m", base_model="m", training_file="f", seed=1,
-                  method=method, options={}, status="running", result_files=[]))
+        s.add(
+            Job(
+                id="ftjob-live",
+                project_id=project,
+                model="m",
+                base_model="m",
+                training_file="f",
+                seed=1,
+                method=method,
+                options={},
+                status="running",
+                result_files=[],
+            )
+        )
     add_event(db, "ftjob-live", "Step 1/3: training loss=2.0", type="metrics", data={"step": 1, "train_loss": 2.0})
 
     async def never():
@@ -134,8 +154,14 @@ def test_live_tail_follows_new_events_until_the_job_ends(tmp_path):
         async for chunk in stream:
             frames.append(chunk)
             if len(frames) == 2:  # retry + the replayed event: now the run logs its next step, then ends
-                await asyncio.to_thread(add_event, db, "ftjob-live", "Step 2/3: training loss=1.5", type="metrics",
-                                        data={"step": 2, "train_loss": 1.5})
+                await asyncio.to_thread(
+                    add_event,
+                    db,
+                    "ftjob-live",
+                    "Step 2/3: training loss=1.5",
+                    type="metrics",
+                    data={"step": 2, "train_loss": 1.5},
+                )
             if len(frames) == 3:
                 set_status("cancelled")
         return frames

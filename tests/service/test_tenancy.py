@@ -18,8 +18,12 @@ def alpha_job(service, tmp_path_factory, tiny_model_dir):
     path = tmp_path_factory.mktemp("t") / "alpha.jsonl"
     path.write_text(chat_rows(4))
     f = a.files.create(file=path.open("rb"), purpose="fine-tune")
-    job = a.fine_tuning.jobs.create(model=str(tiny_model_dir), training_file=f.id, suffix="secret",
-                                    extra_body={"orgtune": {"config": {"training": {"max_steps": 2}}}})
+    job = a.fine_tuning.jobs.create(
+        model=str(tiny_model_dir),
+        training_file=f.id,
+        suffix="secret",
+        extra_body={"orgtune": {"config": {"training": {"max_steps": 2}}, "eval": {"enabled": False}}},
+    )
     done = service.wait(job.id)
     assert done.status == "succeeded", service.runner_log(job.id)
     return f, done
@@ -28,14 +32,21 @@ def alpha_job(service, tmp_path_factory, tiny_model_dir):
 def test_another_projects_key_gets_404_on_file_job_and_model(service, alpha_job):
     f, job = alpha_job
     b = service.client("beta")
-    calls = [lambda: b.files.retrieve(f.id), lambda: b.files.content(f.id), lambda: b.files.delete(f.id),
-             lambda: b.fine_tuning.jobs.retrieve(job.id), lambda: b.fine_tuning.jobs.cancel(job.id),
-             lambda: b.fine_tuning.jobs.resume(job.id), lambda: list(b.fine_tuning.jobs.list_events(job.id)),
-             lambda: b.fine_tuning.jobs.checkpoints.list(job.id),
-             lambda: b.fine_tuning.jobs.create(model="smollm2-135m", training_file=f.id),
-             lambda: b.fine_tuning.jobs.create(model=job.fine_tuned_model, training_file=f.id),
-             lambda: b.chat.completions.create(model=job.fine_tuned_model, max_tokens=4,
-                                               messages=[{"role": "user", "content": "hi"}])]
+    calls = [
+        lambda: b.files.retrieve(f.id),
+        lambda: b.files.content(f.id),
+        lambda: b.files.delete(f.id),
+        lambda: b.fine_tuning.jobs.retrieve(job.id),
+        lambda: b.fine_tuning.jobs.cancel(job.id),
+        lambda: b.fine_tuning.jobs.resume(job.id),
+        lambda: list(b.fine_tuning.jobs.list_events(job.id)),
+        lambda: b.fine_tuning.jobs.checkpoints.list(job.id),
+        lambda: b.fine_tuning.jobs.create(model="smollm2-135m", training_file=f.id),
+        lambda: b.fine_tuning.jobs.create(model=job.fine_tuned_model, training_file=f.id),
+        lambda: b.chat.completions.create(
+            model=job.fine_tuned_model, max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+        ),
+    ]
     for call in calls:
         with pytest.raises(openai.NotFoundError):
             call()
@@ -46,7 +57,9 @@ def test_another_projects_key_gets_404_on_file_job_and_model(service, alpha_job)
     a = service.client("alpha")
     assert a.files.retrieve(f.id).id == f.id
     assert job.fine_tuned_model in [m.id for m in a.models.list()]
-    r = a.chat.completions.create(model=job.fine_tuned_model, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+    r = a.chat.completions.create(
+        model=job.fine_tuned_model, max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+    )
     assert r.model == job.fine_tuned_model
 
 

@@ -47,9 +47,11 @@ def test_hostile_archives_are_refused_and_nothing_is_kept(service, tmp_path):
     with zipfile.ZipFile(bomb, "w") as z:
         for i in range(10_000):
             z.writestr(f"d/{i}.md", b"x")
-    cases = {"escape.zip": (_zip(tmp_path / "escape.zip", {"ok.md": b"# ok\n", "../x.md": b"# out\n"}), "../x.md"),
-             "link.tar.gz": (_symlink_tar(tmp_path / "link.tar.gz"), "passwd.md"),
-             "bomb.zip": (bomb, "2000")}
+    cases = {
+        "escape.zip": (_zip(tmp_path / "escape.zip", {"ok.md": b"# ok\n", "../x.md": b"# out\n"}), "../x.md"),
+        "link.tar.gz": (_symlink_tar(tmp_path / "link.tar.gz"), "passwd.md"),
+        "bomb.zip": (bomb, "2000"),
+    }
     before = tree(service.dir)
     for name, (path, named) in cases.items():
         with pytest.raises(openai.BadRequestError) as e:
@@ -58,8 +60,7 @@ def test_hostile_archives_are_refused_and_nothing_is_kept(service, tmp_path):
         assert body["code"] == "invalid_file" and named in body["message"] and name in body["message"], body
     assert tree(service.dir) == before
     assert not (service.dir.parent / "x.md").exists() and not (service.dir / "files" / "x.md").exists()
-    assert [f.filename for f in client.files.list()
-            if f.filename in cases] == []
+    assert [f.filename for f in client.files.list() if f.filename in cases] == []
 
 
 def test_upload_limits_and_kinds(service, tmp_path):
@@ -99,9 +100,17 @@ def test_an_archive_of_documents_builds_trains_evaluates_and_exports(service, tm
         z.writestr("manuals/logo.png", b"\x89PNG....")
     f = client.files.create(file=archive.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model=str(tiny_model_dir), training_file=f.id, suffix="manuals",
-        extra_body={"orgtune": {"config": {"training": {"max_steps": 4}}, "eval": {"max_probes": 4},
-                                "export": {"gguf": ["q8_0"], "verify": False}}})
+        model=str(tiny_model_dir),
+        training_file=f.id,
+        suffix="manuals",
+        extra_body={
+            "orgtune": {
+                "config": {"training": {"max_steps": 4}},
+                "eval": {"max_probes": 4},
+                "export": {"gguf": ["q8_0"], "verify": False},
+            }
+        },
+    )
     done = service.wait(job.id)
     assert done.status == "succeeded", (done.error, service.runner_log(job.id))
     messages = [e.message for e in service.events(job.id)]

@@ -29,10 +29,18 @@ def dataset(service, tmp_path_factory):
 
 def create(service, file_id, tiny_model_dir, *, steps=STEPS, **orgtune):
     return service.client("alpha").fine_tuning.jobs.create(
-        model=str(tiny_model_dir), training_file=file_id, seed=7,
+        model=str(tiny_model_dir),
+        training_file=file_id,
+        seed=7,
         method={"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 2}}},
-        extra_body={"orgtune": {"config": {"training": {"max_steps": steps, "save_steps": SAVE},
-                                           "model": {"max_seq_length": 128}}, **orgtune}})
+        extra_body={
+            "orgtune": {
+                "config": {"training": {"max_steps": steps, "save_steps": SAVE}, "model": {"max_seq_length": 128}},
+                "eval": {"enabled": False},
+                **orgtune,
+            }
+        },
+    )
 
 
 def losses(service, job_id) -> dict[int, float]:
@@ -66,8 +74,9 @@ def uninterrupted(service, dataset, tiny_model_dir):
     return losses(service, job.id)
 
 
-def test_killed_service_resumes_from_its_checkpoint_with_the_same_losses(service, dataset, tiny_model_dir,
-                                                                          uninterrupted):
+def test_killed_service_resumes_from_its_checkpoint_with_the_same_losses(
+    service, dataset, tiny_model_dir, uninterrupted
+):
     job = create(service, dataset, tiny_model_dir)
     wait_event(service, job.id, "Checkpoint created at step 60")
     service.proc.send_signal(signal.SIGKILL)  # the supervisor and, with it, the runner it started
@@ -86,8 +95,16 @@ def test_killed_service_resumes_from_its_checkpoint_with_the_same_losses(service
 
 def test_two_runners_racing_for_one_job_run_it_once(service, dataset, tiny_model_dir):
     job = create(service, dataset, tiny_model_dir, steps=60)
-    racers = [subprocess.Popen([sys.executable, "-m", "orgtune.service.runner", job.id], cwd=ROOT, env=service.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orgtune.service.runner", job.id],
+            cwd=ROOT,
+            env=service.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     done = service.wait(job.id)
     codes = [r.wait(timeout=120) for r in racers]
     assert done.status == "succeeded", service.runner_log(job.id)
@@ -98,8 +115,9 @@ def test_two_runners_racing_for_one_job_run_it_once(service, dataset, tiny_model
     assert done.orgtune["attempts"] == 1 and set(codes) <= {0, 75}
 
 
-def test_cancel_stops_within_a_step_keeps_the_checkpoint_and_resume_finishes(service, dataset, tiny_model_dir,
-                                                                              uninterrupted):
+def test_cancel_stops_within_a_step_keeps_the_checkpoint_and_resume_finishes(
+    service, dataset, tiny_model_dir, uninterrupted
+):
     client = service.client("alpha")
     job = create(service, dataset, tiny_model_dir)
     wait_event(service, job.id, "Step 60/")

@@ -20,8 +20,12 @@ CASES = {
     "alpaca-empty-output": ('{"instruction": "i", "output": ""}' + "\n", 1, "output"),
     "sharegpt-bad-from": ('{"conversations": [{"from": "robot", "value": "x"}]}' + "\n", 1, "robot"),
     "one-row": (GOOD + "\n", None, "at least 2 are needed"),
-    "assistant-first": (GOOD + "\n" + '{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}, '
-                        '{"role": "user", "content": "q"}]}' + "\n", 2, "message 0 is assistant where user was expected"),
+    "assistant-first": (
+        GOOD + "\n" + '{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}, '
+        '{"role": "user", "content": "q"}]}' + "\n",
+        2,
+        "message 0 is assistant where user was expected",
+    ),
     "preference-for-sft": ('{"prompt": "p", "chosen": "a", "rejected": "b"}' + "\n", None, "--method dpo"),
 }
 

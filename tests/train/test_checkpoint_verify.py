@@ -74,8 +74,10 @@ def test_old_plain_markers_still_resume_and_none_valid_gives_none(tmp_path):
 
 
 def overrides(model):
-    return {"model": {"name": str(model)},
-            "training": {"max_steps": 12, "save_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3}}
+    return {
+        "model": {"name": str(model)},
+        "training": {"max_steps": 12, "save_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +92,13 @@ def test_resume_skips_a_damaged_checkpoint_with_the_same_losses(damage, referenc
     out = tmp_path / "run"
     steps = itertools.count(1)
     with pytest.raises(Stopped):  # stops after step 8, with checkpoint-8 written; the run stays unfinished
-        train(demo_data, out, overrides=overrides(tiny_model_dir), log=lambda m: None,
-              callbacks=[StopWhen(lambda: next(steps) >= 8)])
+        train(
+            demo_data,
+            out,
+            overrides=overrides(tiny_model_dir),
+            log=lambda m: None,
+            callbacks=[StopWhen(lambda: next(steps) >= 8)],
+        )
     assert [p.name for p in complete_checkpoints(out / "checkpoints")] == ["checkpoint-4", "checkpoint-8"]
     damage(out / "checkpoints" / "checkpoint-8")
     said = []
@@ -121,10 +128,30 @@ main()
 
 def test_no_intact_checkpoint_starts_over_with_a_message(reference, tiny_model_dir, demo_data, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--data", str(demo_data), "--model", str(tiny_model_dir), "--out", str(out),
-            "--max-steps", "12", "--save-steps", "4", "--batch-size", "4", "--lr", "1e-3"]
-    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_CHECKPOINT_8, *args], cwd=ROOT, capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    args = [
+        "train",
+        "--data",
+        str(demo_data),
+        "--model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--max-steps",
+        "12",
+        "--save-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_CHECKPOINT_8, *args],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     ckpts = out / "checkpoints"
     flip(ckpts / "checkpoint-4")

@@ -20,8 +20,10 @@ def test_prompts_are_disjoint_from_the_general_check():
 
 def test_the_embedded_models_bundled_answers_are_current_and_used(tmp_path, monkeypatch, embedded_dir):
     bundled = general._bundled("smollm2-135m")
-    assert bundled is not None, ("train/general_answers/smollm2-135m.json no longer matches the prompts: run "
-                                 "`.venv/bin/python scripts/make_general_prompts.py --bundle`")
+    assert bundled is not None, (
+        "train/general_answers/smollm2-135m.json no longer matches the prompts: run "
+        "`.venv/bin/python scripts/make_general_prompts.py --bundle`"
+    )
     asked = {p["prompt"] for p in general.prompts()}
     assert len(bundled) >= 300 and all(r["messages"][0]["content"] in asked for r in bundled)
     monkeypatch.setenv("ORGTUNE_HOME", str(tmp_path / "home"))
@@ -45,14 +47,27 @@ def _no_model(*a, **k):
 
 
 def test_sft_mixes_the_share_and_records_it(tmp_path, tiny_model_dir, demo_data):
-    run = train(demo_data, tmp_path / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0.5,
-                                                         "general_loss": "sft"}})
+    run = train(
+        demo_data,
+        tmp_path / "run",
+        log=lambda m: None,
+        overrides={
+            "model": {"name": str(tiny_model_dir)},
+            "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0.5, "general_loss": "sft"},
+        },
+    )
     entry = run.manifest["data"]["general_replay"]
     rows = run.manifest["data"]["train"]["rows"]
     assert entry["share"] == 0.5 and 0 <= entry["rows"] <= round(0.5 * rows)
-    off = train(demo_data, tmp_path / "off", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0}})
+    off = train(
+        demo_data,
+        tmp_path / "off",
+        log=lambda m: None,
+        overrides={
+            "model": {"name": str(tiny_model_dir)},
+            "training": {"max_steps": 1, "save_steps": 100, "general_replay": 0},
+        },
+    )
     assert "general_replay" not in off.manifest["data"]
 
 
@@ -60,13 +75,23 @@ def test_kl_general_loss_streams_every_answer_beside_the_batches(tmp_path, demo_
     """general_loss kl: the answers stay out of the training rows (same steps as without them) and each step
     adds KL(base ‖ tuned) on a micro-batch of them; at step 1 the new adapter is zero, so tuned = base and the
     KL is 0; once the documents have moved the adapter it is not."""
-    overrides = {"training": {"max_steps": 4, "save_steps": 100, "general_replay": 0.5, "general_loss": "kl",
-                              "learning_rate": 0.01}}
+    overrides = {
+        "training": {
+            "max_steps": 4,
+            "save_steps": 100,
+            "general_replay": 0.5,
+            "general_loss": "kl",
+            "learning_rate": 0.01,
+        }
+    }
     run = train(demo_data, tmp_path / "kl", log=lambda m: None, overrides=overrides)
     entry = run.manifest["data"]["general_replay"]
     assert entry["loss"] == "kl" and entry["rows"] >= 300  # all of the bundled answers, not a share of the rows
-    kl = [r["general_kl"] for r in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
-          if "general_kl" in r]
+    kl = [
+        r["general_kl"]
+        for r in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
+        if "general_kl" in r
+    ]
     assert len(kl) == 4
     assert kl[0] < 1e-6 < kl[-1]
     assert run.manifest["summary"]["global_step"] == 4

@@ -40,7 +40,9 @@ def test_hold_is_exclusive_names_the_holder_and_cleans_up_what_it_created(tmp_pa
 
 def test_sft_and_dpo_refuse_a_locked_folder_before_writing(tiny_model_dir, demo_data, tmp_path):
     prefs = tmp_path / "prefs.jsonl"
-    prefs.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": "yes", "rejected": "no"}) + "\n" for i in range(4)))
+    prefs.write_text(
+        "".join(json.dumps({"prompt": f"Q{i}?", "chosen": "yes", "rejected": "no"}) + "\n" for i in range(4))
+    )
     out = tmp_path / "run"
     overrides = {"model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "general_replay": 0}}
     with lock.hold(out):
@@ -72,14 +74,34 @@ main()
 
 
 def train_args(data, model, out) -> list[str]:
-    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--max-steps", "12",
-            "--save-steps", "4", "--batch-size", "4", "--lr", "1e-3"]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--max-steps",
+        "12",
+        "--save-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+    ]
 
 
 def start_paused(args: list[str], gate) -> tuple[subprocess.Popen, str]:
     with open(gate.with_name(gate.name + ".stderr"), "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-c", PAUSED, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "GATE": str(gate)})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PAUSED, *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "GATE": str(gate)},
+        )
     waiting = gate.with_name(gate.name + ".waiting")
     deadline = time.time() + 400
     while not waiting.exists():

@@ -22,7 +22,7 @@ def test_packed_logits_equal_separate_rows_on_the_real_model(demo_data, tokenize
         start = 0
         for r in rows:
             alone = model(input_ids=torch.tensor([r.input_ids]), use_cache=False).logits[0]
-            part = packed[start:start + len(r.input_ids)]
+            part = packed[start : start + len(r.input_ids)]
             assert (part - alone).abs().max() < 1e-3
             start += len(r.input_ids)
 
@@ -57,10 +57,20 @@ def test_selective_lm_head_loss_equals_trl_loss(demo_data, tiny_model_dir, tmp_p
     ds = Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
     losses = {}
     for name, cls, padding_free in (("trl", SFTTrainer, False), ("orgtune", OrgtuneSFTTrainer, True)):
-        args = SFTConfig(output_dir=str(tmp_path / name), per_device_train_batch_size=4, use_cpu=True, bf16=False,
-                         gradient_checkpointing=False, report_to="none", max_length=None, padding_free=padding_free)
+        args = SFTConfig(
+            output_dir=str(tmp_path / name),
+            per_device_train_batch_size=4,
+            use_cpu=True,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to="none",
+            max_length=None,
+            padding_free=padding_free,
+        )
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+        )
         trainer = cls(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
         batch = next(iter(trainer.get_train_dataloader()))
         n = (batch["labels"][:, 1:] != -100).sum()

@@ -11,8 +11,15 @@ def test_qlora_trains_on_gpu(tiny_model_dir, demo_data, tmp_path):
     pytest.importorskip("bitsandbytes")
     from orgtune.train.sft import train
 
-    run = train(demo_data, tmp_path / "run", log=lambda m: None, overrides={
-        "model": {"name": str(tiny_model_dir)}, "qlora": {"enabled": True},
-        "training": {"max_steps": 4, "learning_rate": 1e-3, "save_steps": 2}})
+    run = train(
+        demo_data,
+        tmp_path / "run",
+        log=lambda m: None,
+        overrides={
+            "model": {"name": str(tiny_model_dir)},
+            "qlora": {"enabled": True},
+            "training": {"max_steps": 4, "learning_rate": 1e-3, "save_steps": 2},
+        },
+    )
     assert run.complete and run.manifest["device"].startswith("cuda")
     assert (run.adapter_dir / "adapter_model.safetensors").stat().st_size > 0

@@ -18,8 +18,23 @@ STEPS = "40"  # 16 steps per epoch on the demo data at batch 4: the runs cross e
 
 
 def train_args(data: Path, model: Path, out: Path) -> list[str]:
-    return ["train", "--data", str(data), "--model", str(model), "--out", str(out), "--max-steps", STEPS,
-            "--save-steps", "4", "--batch-size", "4", "--lr", "1e-3"]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--max-steps",
+        STEPS,
+        "--save-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+    ]
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -47,12 +62,14 @@ def assert_same(ref: dict[int, float], got: dict[int, float]) -> None:
 
 def kill_after_step(args: list[str], metrics: Path, step: int) -> None:
     """Start `orgtune ARGS`, SIGKILL it once metrics.jsonl logs `step`; fail if it finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "orgtune", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orgtune", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(json.loads(x).get("step", 0) >= step for x in metrics.read_text().splitlines()
-                                    if x.strip().endswith("}")):
+        if metrics.exists() and any(
+            json.loads(x).get("step", 0) >= step for x in metrics.read_text().splitlines() if x.strip().endswith("}")
+        ):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -94,8 +111,12 @@ main()
 def test_sigkill_during_checkpoint_write(reference, tiny_model_dir, demo_data, tmp_path):
     out = tmp_path / "run"
     args = train_args(demo_data, tiny_model_dir, out)
-    proc = subprocess.run([sys.executable, "-c", DIE_IN_CHECKPOINT, *args], cwd=ROOT, capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", DIE_IN_CHECKPOINT, *args],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == -signal.SIGKILL
     ckpts = out / "checkpoints"
     partial = [p.name for p in ckpts.iterdir() if p.name.startswith(".partial-checkpoint-8")]

@@ -51,8 +51,13 @@ def test_init_adapter_continues_from_the_parent(tiny_model_dir, demo_data, tmp_p
     nightly = tmp_path / "nightly.jsonl"
     nightly.write_text("\n".join(demo_data.read_text().splitlines()[:8]) + "\n")
     # A vanishing learning rate: the child's adapter must still be the parent's (it started from it).
-    child = train(nightly, tmp_path / "child", init_adapter=parent.path,
-                  overrides={"training": {"max_steps": 1, "learning_rate": 1e-12, "num_epochs": 1}}, log=lambda m: None)
+    child = train(
+        nightly,
+        tmp_path / "child",
+        init_adapter=parent.path,
+        overrides={"training": {"max_steps": 1, "learning_rate": 1e-12, "num_epochs": 1}},
+        log=lambda m: None,
+    )
     a = load_file(parent.adapter_dir / "adapter_model.safetensors")
     b = load_file(child.adapter_dir / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
@@ -60,6 +65,11 @@ def test_init_adapter_continues_from_the_parent(tiny_model_dir, demo_data, tmp_p
     assert child.manifest["parent"]["run"] == str(parent.path.resolve())
     assert child.manifest["parent"]["adapter_sha256"] == parent.manifest["adapter_sha256"]
     assert child.config.model.name == str(tiny_model_dir)
-    grandchild = train(nightly, tmp_path / "grandchild", init_adapter=child.path,
-                       overrides={"training": {"max_steps": 1}}, log=lambda m: None)
+    grandchild = train(
+        nightly,
+        tmp_path / "grandchild",
+        init_adapter=child.path,
+        overrides={"training": {"max_steps": 1}},
+        log=lambda m: None,
+    )
     assert [x["run"] for x in grandchild.manifest["lineage"]] == [str(parent.path.resolve()), str(child.path.resolve())]

@@ -39,16 +39,25 @@ def test_embedded_model_learns_and_adapter_reloads(demo_data, tmp_path):
     subset = tmp_path / "subset.jsonl"
     subset.write_text("\n".join(demo_data.read_text().splitlines()[:8]) + "\n")
     rows = load_rows(subset).rows
-    run = train(subset, tmp_path / "run", log=lambda m: None, overrides={
-        "training": {"max_steps": 8, "per_device_train_batch_size": 4, "learning_rate": 2e-3, "save_steps": 100}})
+    run = train(
+        subset,
+        tmp_path / "run",
+        log=lambda m: None,
+        overrides={
+            "training": {"max_steps": 8, "per_device_train_batch_size": 4, "learning_rate": 2e-3, "save_steps": 100}
+        },
+    )
     assert run.manifest["summary"]["global_step"] == 8
 
     base, tok, _ = load_model("smollm2-135m")
     before = mean_loss(base, tok, rows)
     # The adapter's initial weights, as TRL created them (seeded before get_peft_model).
     set_seed(run.config.training.seed)
-    init = {k: v.detach().clone() for k, v in get_peft_model(load_model("smollm2-135m")[0], lora_config(run.config))
-            .named_parameters() if "lora_" in k}
+    init = {
+        k: v.detach().clone()
+        for k, v in get_peft_model(load_model("smollm2-135m")[0], lora_config(run.config)).named_parameters()
+        if "lora_" in k
+    }
     tuned = PeftModel.from_pretrained(base, run.adapter_dir)
     after = mean_loss(tuned, tok, rows)
     assert after < before * 0.8, (before, after)

@@ -25,8 +25,15 @@ def create_key(req: KeyCreate, db: DB, _: Admin) -> dict:
         row, key = keys.create_key(db, project=req.project, admin=req.admin, name=req.name)
     except OrgtuneError as e:
         raise APIError(400, e.render(), param="project") from None
-    return {"id": row.id, "object": "api_key", "key": key, "project": req.project, "admin": row.admin,
-            "name": row.name, "created_at": row.created_at}
+    return {
+        "id": row.id,
+        "object": "api_key",
+        "key": key,
+        "project": req.project,
+        "admin": row.admin,
+        "name": row.name,
+        "created_at": row.created_at,
+    }
 
 
 @router.get("/keys")

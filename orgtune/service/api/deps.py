@@ -28,8 +28,9 @@ def get_settings(request: Request) -> ServiceSettings:
 def caller(request: Request) -> Principal:
     token = bearer(request)
     if not token:
-        raise APIError(401, "missing API key (Authorization: Bearer KEY)", type="authentication_error",
-                       code="missing_api_key")
+        raise APIError(
+            401, "missing API key (Authorization: Bearer KEY)", type="authentication_error", code="missing_api_key"
+        )
     p = authenticate(request.app.state.db, token)
     if p is None:
         raise APIError(401, "invalid or revoked API key", type="authentication_error", code="invalid_api_key")
@@ -38,8 +39,12 @@ def caller(request: Request) -> Principal:
 
 def project(p: Annotated[Principal, Depends(caller)]) -> Principal:
     if p.project_id is None:
-        raise APIError(403, "an admin key manages keys; use a project key for files, jobs and models",
-                       type="permission_error", code="project_key_required")
+        raise APIError(
+            403,
+            "an admin key manages keys; use a project key for files, jobs and models",
+            type="permission_error",
+            code="project_key_required",
+        )
     return p
 
 

@@ -15,18 +15,29 @@ router = APIRouter(prefix="/v1/files")
 
 
 @router.post("")
-def upload(request: Request, file: UploadFile, db: DB, settings: Settings, p: Project,
-           purpose: str = Form(...)) -> dict:
+def upload(
+    request: Request, file: UploadFile, db: DB, settings: Settings, p: Project, purpose: str = Form(...)
+) -> dict:
     size = int(request.headers.get("content-length") or 0)
     if size > settings.max_upload_mb * 2**20 + 2**16:
-        raise APIError(413, f"the upload is larger than this service's limit of {settings.max_upload_mb:g} MB",
-                       param="file", code="file_too_large")
+        raise APIError(
+            413,
+            f"the upload is larger than this service's limit of {settings.max_upload_mb:g} MB",
+            param="file",
+            code="file_too_large",
+        )
     return files.file_object(files.store_upload(db, settings, p.project_id, file.file, file.filename, purpose))
 
 
 @router.get("")
-def list_files(db: DB, p: Project, purpose: str | None = None, after: str | None = None,
-               limit: int = Query(10000, ge=1, le=10000), order: Literal["asc", "desc"] = "desc") -> dict:
+def list_files(
+    db: DB,
+    p: Project,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: int = Query(10000, ge=1, le=10000),
+    order: Literal["asc", "desc"] = "desc",
+) -> dict:
     return files.list_files(db, p.project_id, purpose=purpose, after=after, limit=limit, order=order)
 
 

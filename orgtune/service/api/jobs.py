@@ -18,18 +18,23 @@ def validate_and_queue(request: Request, job_id: str) -> None:
 
 
 @router.post("")
-def create(req: JobCreate, request: Request, background: BackgroundTasks, db: DB, settings: Settings,
-           p: Project) -> dict:
+def create(
+    req: JobCreate, request: Request, background: BackgroundTasks, db: DB, settings: Settings, p: Project
+) -> dict:
     job = jobs.create_job(db, settings, p, req)
     background.add_task(validate_and_queue, request, job.id)
     return jobs.get_job(db, p.project_id, job.id)
 
 
 @router.get("")
-def list_jobs(request: Request, db: DB, p: Project, after: str | None = None,
-              limit: int = Query(20, ge=1, le=100)) -> dict:
-    meta = {k[len("metadata["):-1]: v for k, v in request.query_params.items()
-            if k.startswith("metadata[") and k.endswith("]")}
+def list_jobs(
+    request: Request, db: DB, p: Project, after: str | None = None, limit: int = Query(20, ge=1, le=100)
+) -> dict:
+    meta = {
+        k[len("metadata[") : -1]: v
+        for k, v in request.query_params.items()
+        if k.startswith("metadata[") and k.endswith("]")
+    }
     return jobs.list_jobs(db, p.project_id, after=after, limit=limit, metadata=meta or None)
 
 
@@ -53,15 +58,17 @@ def resume(job_id: str, request: Request, db: DB, p: Project) -> dict:
 
 
 @router.get("/{job_id}/events")
-def list_events(job_id: str, db: DB, p: Project, after: str | None = None,
-                limit: int = Query(20, ge=1, le=1000)) -> dict:
+def list_events(
+    job_id: str, db: DB, p: Project, after: str | None = None, limit: int = Query(20, ge=1, le=1000)
+) -> dict:
     jobs.get_job(db, p.project_id, job_id)
     return events.list_events(db, job_id, after=after, limit=limit)
 
 
 @router.get("/{job_id}/checkpoints")
-def list_checkpoints(job_id: str, db: DB, p: Project, after: str | None = None,
-                     limit: int = Query(10, ge=1, le=100)) -> dict:
+def list_checkpoints(
+    job_id: str, db: DB, p: Project, after: str | None = None, limit: int = Query(10, ge=1, le=100)
+) -> dict:
     with db.reading() as s:
         job = jobs.own_job(s, p.project_id, job_id)
     return events.list_checkpoints(db, job, after=after, limit=limit)

@@ -20,7 +20,9 @@ class ScheduleBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron: str = Field(description="When, in UTC: minute hour day month weekday (e.g. '0 2 * * *').")
-    settings: dict = Field(default_factory=dict, description="`orgtune nightly` settings (model, replay, threshold, ...).")
+    settings: dict = Field(
+        default_factory=dict, description="`orgtune nightly` settings (model, replay, threshold, ...)."
+    )
     enabled: bool = True
 
 
@@ -40,16 +42,24 @@ def put_schedule(body: ScheduleBody, db: DB, settings: Settings, p: Project) -> 
     with db.reading() as s:
         base, parent = base_of(s, p, model, settings)
     if parent is not None:
-        raise APIError(400, "a nightly schedule trains a base model; its first night starts from the base",
-                       param="settings.model", code="model_not_available")
+        raise APIError(
+            400,
+            "a nightly schedule trains a base model; its first night starts from the base",
+            param="settings.model",
+            code="model_not_available",
+        )
     try:
         night_settings = nightly.check_settings({**body.settings, "model": base}, base)
     except OrgtuneError as e:
         raise APIError(400, e.render(), param="settings", code="invalid_settings") from None
     current = nightly.status(db, settings, p.project_id)
     if current["history"] and (saved := _saved_model(settings, p.project_id)) not in (None, base):
-        raise APIError(400, f"this project's nights train {saved!r}; a schedule cannot switch its base model",
-                       param="settings.model", code="model_not_available")
+        raise APIError(
+            400,
+            f"this project's nights train {saved!r}; a schedule cannot switch its base model",
+            param="settings.model",
+            code="model_not_available",
+        )
     nightly.set_schedule(db, p.project_id, body.cron, night_settings, body.enabled)
     return nightly.status(db, settings, p.project_id)
 

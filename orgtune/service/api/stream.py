@@ -32,14 +32,19 @@ def _project_of(request: Request, job_id: str, token: str | None) -> str:
     if token:
         project_id = sse.check_token(_secret(request), token, job_id)
         if project_id is None:
-            raise APIError(401, "the stream token is invalid or expired; get a new one from "
-                           f"POST /v1/fine_tuning/jobs/{job_id}/events/stream_token",
-                           type="authentication_error", code="invalid_stream_token")
+            raise APIError(
+                401,
+                "the stream token is invalid or expired; get a new one from "
+                f"POST /v1/fine_tuning/jobs/{job_id}/events/stream_token",
+                type="authentication_error",
+                code="invalid_stream_token",
+            )
         return project_id
     p = caller(request)
     if p.project_id is None:
-        raise APIError(403, "use a project key for a job's events", type="permission_error",
-                       code="project_key_required")
+        raise APIError(
+            403, "use a project key for a job's events", type="permission_error", code="project_key_required"
+        )
     return p.project_id
 
 
@@ -48,18 +53,22 @@ def _last_event_id(request: Request, last_event_id: str | None) -> int:
     try:
         return max(0, int(raw.removeprefix("ftevent-")))
     except ValueError:
-        raise APIError(400, f"Last-Event-ID {raw!r} is not an event id this stream sent",
-                       param="last_event_id") from None
+        raise APIError(
+            400, f"Last-Event-ID {raw!r} is not an event id this stream sent", param="last_event_id"
+        ) from None
 
 
 @router.get("/{job_id}/events/stream")
-def stream(job_id: str, request: Request, db: DB, token: str | None = None,
-           last_event_id: str | None = None) -> StreamingResponse:
+def stream(
+    job_id: str, request: Request, db: DB, token: str | None = None, last_event_id: str | None = None
+) -> StreamingResponse:
     project_id = _project_of(request, job_id, token)
     with db.reading() as s:
         jobs.own_job(s, project_id, job_id)  # 404 for another project's job, whichever way it authenticated
     after = _last_event_id(request, last_event_id)
-    body = sse.event_stream(db, job_id, after, request.is_disconnected,
-                            poll=min(0.5, request.app.state.settings.poll_interval * 2))
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    body = sse.event_stream(
+        db, job_id, after, request.is_disconnected, poll=min(0.5, request.app.state.settings.poll_interval * 2)
+    )
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -130,6 +130,8 @@ function fileButton(id, name, label) {
 }
 
 function probeTables(ev) {
+  if (!ev.has_probes) return [h("p", {}, "No closed-book probes: the job trained on a JSONL dataset, not on documents. "
+    + "Below, base and tuned answer the data's own questions next to its reference answers.")];
   const names = Object.keys(ev.backends);
   return ["trained", "held_out"].filter((s) => ev.backends[names[0]].probes[s]).map((scope) => {
     const first = ev.backends[names[0]].probes[scope];
@@ -143,11 +145,14 @@ function probeTables(ev) {
 
 const clip = (t, n = 280) => (t && t.length > n ? `${t.slice(0, n)}…` : t);
 
+const marked = (ok, text) => (ok === null || ok === undefined ? clip(text) : `${ok ? "✓ right" : "✗ wrong"}: ${clip(text)}`);
+
 function sampleRows(ev) {
   return ev.samples.map((s) => [s.task || "–", s.held_out ? "yes" : "no", s.question, clip(s.expected),
-    `${s.base_correct ? "✓ right" : "✗ wrong"}: ${clip(s.base)}`, `${s.tuned_correct ? "✓ right" : "✗ wrong"}: ${clip(s.tuned)}`,
+    marked(s.base_correct, s.base), marked(s.tuned_correct, s.tuned),
     s.source ? h("span", {}, h("strong", {}, s.source.document), s.source.section ? ` › ${s.source.section}` : "",
-      ` (characters ${s.source.span[0]}–${s.source.span[1]})`, s.source.text ? h("q", {}, s.source.text) : "") : "–"]);
+      ` (characters ${s.source.span[0]}–${s.source.span[1]})`, s.source.text ? h("q", {}, s.source.text) : "")
+      : s.reference ? h("code", {}, s.reference) : "–"]);
 }
 
 async function plotImage(p) {
@@ -160,7 +165,7 @@ async function plotImage(p) {
 }
 
 async function evalSection(ev) {
-  if (!ev) return [h("p", {}, "No evaluation for this job (it trained on a JSONL file, eval was turned off, or it has not finished).")];
+  if (!ev) return [h("p", {}, "No evaluation for this job (eval was turned off, or it has not finished).")];
   const val = Object.entries(ev.backends).filter(([, b]) => b.val);
   const r = ev.regression;
   return [...probeTables(ev),
@@ -168,8 +173,11 @@ async function evalSection(ev) {
       val.map(([n, b]) => [n, b.val.loss.toFixed(4), b.val.perplexity.toFixed(2), String(b.val.tokens)]), "numbers") : "",
     r.total ? h("p", {}, `General instructions: base right ${r.base_right}/${r.total}, tuned right ${r.tuned_right}/${r.total}; worse ${r.worse}, better ${r.better}.`) : "",
     h("div", { class: "plots" }, ...(await Promise.all(ev.plots.map(plotImage)))),
-    table("Sample answers, with the source span of each fact", ["Task", "Held out", "Question", "Expected", "Base", "Tuned", "Source"],
-      sampleRows(ev), "samples")];
+    ev.has_probes
+      ? table("Sample answers, with the source span of each fact", ["Task", "Held out", "Question", "Expected", "Base", "Tuned", "Source"],
+        sampleRows(ev), "samples")
+      : table("Sample answers to the dataset's own questions", ["Task", "Held out", "Question", "Reference answer", "Base", "Tuned", "Line"],
+        sampleRows(ev), "samples")];
 }
 
 function exportSection(x) {

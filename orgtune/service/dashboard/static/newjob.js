@@ -52,7 +52,7 @@ export async function newJobPage() {
             placeholder: '{"config": {"training": {"save_steps": 5}}, "export": {"gguf": ["q8_0"]}}' }),
             "config (run config overrides), build, eval and export, as in the API's orgtune object (docs/service.md)."),
       h("div", { class: "field check" }, h("input", { id: "evaluate", name: "evaluate", type: "checkbox", checked: true }),
-        h("label", { for: "evaluate" }, "Evaluate base vs tuned when built from documents"))),
+        h("label", { for: "evaluate" }, "Evaluate base vs tuned after training"))),
     h("button", { type: "submit" }, "Upload and start the job"), status);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
