@@ -161,6 +161,8 @@ def evaluate(
     parent = sft_parent(run)
     probe_path, val_path = data_files(parent or run, probes)
     probe_rows = sample_probes(read_jsonl(probe_path), max_probes) if probe_path else []
+    # Parsed once, before the model loads: a bad row is a file:line error, not a crash after minutes of work.
+    val_data = load_rows(val_path, allowed=SFT_FORMATS).rows if val_path is not None else None
     if probe_path is None:
         log(
             "no probes.jsonl beside the training data (a JSONL dataset): judged on validation loss, the general "
@@ -198,7 +200,7 @@ def evaluate(
         scores[name] = [score_probe(p, a) for p, a in zip(probe_rows, answers[name], strict=True)]
         m = {"probes": summarise(probe_rows, scores[name])}
         if val_path is not None:
-            val_rows = conversations(val_path)
+            val_rows = [{"messages": r.messages} for r in val_data]
             max_len = run.config.model.max_seq_length
             if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
                 loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
@@ -231,7 +233,9 @@ def evaluate(
         for i, p in enumerate(probe_rows)
     ]
     atomic.write_jsonl(run.path / "eval" / "answers.jsonl", per_probe)
-    metrics["samples"] = _samples(per_probe) if probe_rows else _reference_samples(parent or run, val_path, backends)
+    metrics["samples"] = (
+        _samples(per_probe) if probe_rows else _reference_samples(parent or run, val_path, val_data, backends)
+    )
     write_report(run, metrics)
     return metrics
 
@@ -285,11 +289,14 @@ def _preferences(run: Run, backends: dict, log) -> dict | None:
     return out
 
 
-def _reference_samples(run: Run, val_path: Path | None, backends: dict, n: int = 8) -> list[dict]:
+def _reference_samples(
+    run: Run, val_path: Path | None, val_data: list | None, backends: dict, n: int = 8
+) -> list[dict]:
     """Without probes: base and tuned answer the first questions of the validation file (else of the training
     file, marked as trained), shown beside the data's own answers; nothing is scored right or wrong."""
     path = val_path or Path(run.manifest["data"]["train"]["path"])
-    rows = [r for r in load_rows(path, allowed=SFT_FORMATS).rows if r.messages[-1]["role"] == "assistant"][:n]
+    parsed = val_data if val_data is not None else load_rows(path, allowed=SFT_FORMATS).rows
+    rows = [r for r in parsed if r.messages[-1]["role"] == "assistant"][:n]
     prompts = [r.messages[:-1] for r in rows]
     settings = GenerationSettings(max_new_tokens=128)
     answers = {k: backends[k].answer(prompts, settings) if prompts else [] for k in ("base", "tuned")}

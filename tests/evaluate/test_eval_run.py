@@ -71,3 +71,10 @@ def test_eval_of_a_dataset_run_without_probes(tmp_path, tiny_model_dir):
 
     r = CliRunner().invoke(app, ["eval", str(run.path), "--probes", str(tmp_path / "nope.jsonl")])
     assert r.exit_code == 2 and "nope.jsonl: no such probes file" in r.output and "Fix:" in r.output
+
+    # A broken validation row is a file:line error before the model loads; the earlier report stays.
+    lines = (tmp_path / "val.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "val.jsonl").write_text("".join(lines[:2]) + '{"messages": [\n' + "".join(lines[3:]))
+    r = CliRunner().invoke(app, ["eval", str(run.path), "--general-items", "3"])
+    assert r.exit_code == 2 and "val.jsonl:3" in r.output and "Loading weights" not in r.output, r.output
+    assert (run.path / "report.md").read_text() == report
