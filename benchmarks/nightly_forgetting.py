@@ -4,6 +4,7 @@ general check, and held-out facts answered with a confident wrong value.
 
     .venv/bin/python benchmarks/nightly_forgetting.py                     # both arms, ~1 h on 2 CPU cores
     .venv/bin/python benchmarks/nightly_forgetting.py --arms replay --out /tmp/nf
+    .venv/bin/python benchmarks/nightly_forgetting.py --parallel      # both arms at once, a core each
 
 Night 1: the service manual and the quick start; night 2: + troubleshooting and the warranty policy;
 night 3: + the cleaning card, and the quick start changed (its brew pressure 8.5 → 9.5 bar). Arm
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +36,7 @@ NIGHTS = [
 ]
 
 
-def run_arm(arm: str, out: Path, extra: list[str]) -> list[dict]:
+def run_arm(arm: str, out: Path, extra: list[str], threads: int | None = None) -> list[dict]:
     docs, project = out / arm / "docs", out / arm / "project"
     docs.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -65,7 +68,8 @@ def run_arm(arm: str, out: Path, extra: list[str]) -> list[dict]:
         if arm == "none":
             cmd += ["--replay", "0", "--general-replay", "0"]
         started = time.time()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
         if r.returncode != 0:
             raise SystemExit(f"{arm} night {i} failed:\n{r.stderr[-3000:]}")
         gate = json.loads((project / "nights" / f"night{i}" / "gate.json").read_text())
@@ -97,10 +101,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arms", default="replay,none")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the arms at the same time, the CPU's cores split between them (one torch thread pool each)",
+    )
     ap.add_argument("extra", nargs="*", help="more `orgtune nightly` flags for both arms (after --)")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="orgtune-nightly-"))
-    rows = [r for arm in args.arms.split(",") for r in run_arm(arm, out, args.extra)]
+    arms = args.arms.split(",")
+    if args.parallel:
+        threads = max(1, (os.cpu_count() or 1) // len(arms))
+        with ThreadPoolExecutor(len(arms)) as pool:
+            per_arm = list(pool.map(lambda arm: run_arm(arm, out, args.extra, threads), arms))
+    else:
+        per_arm = [run_arm(arm, out, args.extra) for arm in arms]
+    rows = [r for arm_rows in per_arm for r in arm_rows]
     print(
         f"\n| arm | night | new docs | old docs (promoted → night) | general check (base {rows[0]['general']['reference']}"
         f"/{rows[0]['general']['items']}) | held-out confident wrong | old value survives | minutes |"

@@ -138,6 +138,14 @@ class TrainingSection(_Section):
             "(the base's whole next-token distribution, the base being the same weights with the adapter off)."
         ),
     )
+    general_weight: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "kl only: the weight of the KL(base || tuned) term beside the documents' loss; higher holds the tuned "
+            "model closer to the base on general text."
+        ),
+    )
     tensorboard: bool = False
 
     @model_validator(mode="before")

@@ -159,6 +159,7 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
             rows=len(general_encoded.rows),
             share=cfg.training.general_replay,
             loss=cfg.training.general_loss,
+            **({"weight": cfg.training.general_weight} if kl else {}),
         )
     if p.val_path is not None:
         manifest["data"]["val"] = data_entry(p, p.val_path, rows=len(val_encoded.rows))
@@ -178,6 +179,7 @@ def _train(p: Prepared, general: list[Path], *, log, callbacks: list | None) -> 
         keep_checkpoints=cfg.training.save_total_limit,
         general=general_encoded.rows if kl else None,
         general_batch=max(1, round(cfg.training.general_replay * cfg.training.per_device_train_batch_size)),
+        general_weight=cfg.training.general_weight,
     )
     quiet_progress(trainer)
     started = time.time()

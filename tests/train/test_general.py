@@ -95,3 +95,28 @@ def test_kl_general_loss_streams_every_answer_beside_the_batches(tmp_path, demo_
     assert len(kl) == 4
     assert kl[0] < 1e-6 < kl[-1]
     assert run.manifest["summary"]["global_step"] == 4
+
+
+def test_general_weight_holds_the_tuned_model_closer_to_the_base(tmp_path, demo_data):
+    """The same 6 steps with the KL term weighted 0 (logged, not learnt) and 30: the weighted run ends nearer
+    the base on general text, and the manifest records the weight."""
+
+    def final_kl(weight: float) -> tuple[float, dict]:
+        overrides = {
+            "training": {
+                "max_steps": 6,
+                "save_steps": 100,
+                "general_replay": 0.5,
+                "general_loss": "kl",
+                "general_weight": weight,
+                "learning_rate": 0.01,
+            }
+        }
+        run = train(demo_data, tmp_path / f"w{weight}", log=lambda m: None, overrides=overrides)
+        records = map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
+        return [r["general_kl"] for r in records if "general_kl" in r][-1], run.manifest
+
+    free, _ = final_kl(0)
+    held, manifest = final_kl(30)
+    assert manifest["data"]["general_replay"]["weight"] == 30
+    assert held < free / 2, (held, free)
