@@ -5,13 +5,17 @@ base and the tuned model, compared by one simple rule.
 
 Rule: an answer is right when it contains one of the item's keywords (whole word, any case) and does
 not degenerate (the same 4-word sequence three or more times). A tuned answer is *worse* when the base
-answer was right and the tuned one is not; *better* the other way round.
+answer was right and the tuned one is not; *better* the other way round. On a small model many greedy
+answers sit near a tie and any change of the weights flips some either way, so the result also carries
+`sign_p`: the two-sided exact sign test of worse against better (a small p: the flips lean one way more
+than chance would make them; p near 1: as many got better as worse).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -63,6 +67,16 @@ def right(item: dict, answer: str) -> bool:
     )
 
 
+def sign_test(worse: int, better: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven if each flipped item were
+    equally likely to go either way. 1.0 when nothing flipped."""
+    n, k = worse + better, min(worse, better)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def compare(base: list[str], tuned: list[str], items: list[dict]) -> dict:
     rows = []
     for item, b, t in zip(items, base, tuned, strict=True):
@@ -76,13 +90,16 @@ def compare(base: list[str], tuned: list[str], items: list[dict]) -> dict:
                 "tuned_right": right(item, t),
             }
         )
+    worse = sum(r["base_right"] and not r["tuned_right"] for r in rows)
+    better = sum(r["tuned_right"] and not r["base_right"] for r in rows)
     return {
         "rule": RULE,
         "total": len(rows),
         "base_right": sum(r["base_right"] for r in rows),
         "tuned_right": sum(r["tuned_right"] for r in rows),
-        "worse": sum(r["base_right"] and not r["tuned_right"] for r in rows),
-        "better": sum(r["tuned_right"] and not r["base_right"] for r in rows),
+        "worse": worse,
+        "better": better,
+        "sign_p": round(sign_test(worse, better), 4),
         "changed": sum(r["base"].strip() != r["tuned"].strip() for r in rows),
         "rows": rows,
     }

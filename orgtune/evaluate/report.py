@@ -44,7 +44,7 @@ def summary_table(m: dict) -> str:
     r = m["regression"]
     lines.append(
         f"general instructions right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}; "
-        f"worse {r['worse']}, better {r['better']}"
+        f"worse {r['worse']}, better {r['better']}" + (f" (sign test p {r['sign_p']:.2f})" if "sign_p" in r else "")
     )
     p = m.get("preferences")
     if p:
@@ -260,7 +260,13 @@ def _regression_section(m: dict, names: list[str]) -> list[str]:
         f"Rule: {r['rule']}.",
         "",
         f"Right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}. "
-        f"Worse: {r['worse']}. Better: {r['better']}. Changed: {r['changed']}.",
+        f"Worse: {r['worse']}. Better: {r['better']}. Changed: {r['changed']}."
+        + (
+            f" Sign test, worse against better: p = {r['sign_p']:.2f}"
+            + (" (the flips lean towards worse)." if r["sign_p"] < 0.05 and r["worse"] > r["better"] else ".")
+            if "sign_p" in r
+            else ""
+        ),
         "",
     ]
     worse = [x for x in r["rows"] if x["base_right"] and not x["tuned_right"]]

@@ -122,7 +122,9 @@ def eval_report(folder: Path, files: dict[str, str]) -> dict | None:
         for name, b in m["backends"].items()
     }
     r = m.get("regression") or {}
-    regression = {k: r.get(k) for k in ("rule", "total", "base_right", "tuned_right", "worse", "better", "changed")}
+    regression = {
+        k: r.get(k) for k in ("rule", "total", "base_right", "tuned_right", "worse", "better", "sign_p", "changed")
+    }
     plots = [{"name": Path(p).name, "file_id": files.get(Path(p).name)} for p in m.get("plots", [])]
     return {
         "base_model": m.get("base_model"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orgtune.evaluate.regression import compare, degenerate
+from orgtune.evaluate.regression import compare, degenerate, sign_test
 from orgtune.evaluate.score import rouge_l, score_probe, score_steps, score_text, score_value, token_f1
 
 
@@ -87,4 +87,12 @@ def test_regression_rule():
     ]
     r = compare(["Paris.", "54"], ["It is Lyon.", "56"], items)
     assert (r["worse"], r["better"], r["base_right"], r["tuned_right"]) == (1, 1, 1, 1)
+    assert r["sign_p"] == 1.0  # one each way: no lean
+
+
+def test_sign_test_of_worse_against_better():
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 0) == sign_test(0, 3) == 0.25  # 2 * (1/2)^3
+    assert abs(sign_test(11, 14) - 0.690) < 0.001  # make demo's kl run: as many better as worse
+    assert sign_test(10, 0) < 0.01 and sign_test(24, 15) > 0.05
     assert degenerate("high end high end high end high end high end")
