@@ -12,17 +12,16 @@ generation settings as `orgtune eval`. A scale at which the facts are back at th
 nothing, so the general items it gets worse there are the floor that any change of the weights pays on
 this check, not forgetting.
 
-With --samples K, each general item is also answered K times by sampling (temperature --temperature,
-top-p 1, the same seed for base and tuned unless --seed) and judged per item on the rate of right answers: `s_worse` /
-`s_better` count items whose rate moved significantly (one-sided Fisher exact test, p < 0.05), and
-`s_mean` is the mean right rate, base and tuned. That is a candidate for a rule whose noise floor is
-lower than one greedy answer's.
+With --samples K, each general item is also answered K times by sampling (temperature --temperature, top-p 1,
+the same seed for base and tuned unless --seed) and judged per item on its count of right answers
+(regression.compare_sampled: `s_worse` / `s_better` count items whose count moved by a one-sided Fisher exact
+test at p < 0.05; `s_mean_*` is the share of right answers): a candidate rule with a lower noise floor than
+one greedy answer per item.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,12 +30,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _scales(text: str) -> list[float]:
+    try:
+        values = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 1,0.5,0.25") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: scales are ≥ 0 (1 = the trained adapter, 0 = the base)")
+    return values
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number ≥ 0")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a trained run folder (orgtune train --out)")
-    ap.add_argument("--scales", default="1,0.75,0.5,0.25,0.1", help="comma-separated LoRA scale factors")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--samples", type=int, default=0, help="also judge K sampled answers per general item")
+    ap.add_argument("--scales", type=_scales, default="1,0.75,0.5,0.25,0.1", help="comma-separated LoRA scale factors")
+    ap.add_argument("--batch-size", type=_count, default=16)
+    ap.add_argument("--samples", type=_count, default=0, help="also judge K sampled answers per general item")
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument(
         "--seed",
@@ -47,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
+    if args.batch_size < 1:
+        ap.error("--batch-size: give a whole number ≥ 1")
 
     from peft import PeftModel
 
-    from orgtune.evaluate.regression import compare, load_general, right
+    from orgtune import atomic
+    from orgtune.evaluate.regression import compare, compare_sampled, load_general, right
     from orgtune.evaluate.run import _general_answers, answer_probes, eval_rows
     from orgtune.evaluate.score import score_probe
     from orgtune.generate.hf import HFBackend
@@ -58,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from orgtune.models.loading import load_model
     from orgtune.train.runfolder import read_complete_run
 
-    scales = [float(s) for s in args.scales.split(",")]
+    scales = args.scales
     run = read_complete_run(args.run)
     probes = [p for p in eval_rows(run)[0] if not p.get("held_out")]
     general = load_general()
@@ -92,37 +110,29 @@ def main(argv: list[str] | None = None) -> int:
         c = compare(base, _general_answers("tuned", tuned, general, info, args.batch_size, print), general)
         row = {"scale": s, "facts": round(facts, 4), **{k: c[k] for k in ("worse", "better", "changed", "sign_p")}}
         if args.samples:
-            row.update(_sampled(base_rates, rates(tuned, args.seed), args.samples))
-            print(f"        sampled x{args.samples}: {row}", flush=True)
+            cs = compare_sampled(base_rates, rates(tuned, args.seed), args.samples)
+            row.update({f"s_{k}": v for k, v in cs.items() if k != "samples"})
         rows.append({**row, "seconds": round(time.time() - started, 1)})
         print(
             f"{s:>6.2f} {facts:>7.1%} {c['worse']:>6} {c['better']:>7} {c['changed']:>8} {time.time() - started:>8.0f}",
             flush=True,
         )
+        if args.samples:
+            print(
+                f"        sampled x{args.samples}: worse {row['s_worse']}, better {row['s_better']}, "
+                f"right {row['s_mean_base']:.1%} (base) -> {row['s_mean_tuned']:.1%}",
+                flush=True,
+            )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        atomic.write_json(args.json, rows)
     return 0
 
 
-def _sampled(base: list[int], tuned: list[int], k: int) -> dict:
-    """Per-item comparison of right-answer counts out of k samples each: one-sided Fisher exact tests."""
-    import math
-
-    def lower(a: int, b: int) -> float:  # P(a count as low as a) given a + b right of 2k, k drawn
-        n = a + b
-        return sum(math.comb(n, i) * math.comb(2 * k - n, k - i) for i in range(max(0, n - k), a + 1)) / math.comb(
-            2 * k, k
-        )
-
-    worse = sum(lower(t, b) < 0.05 for b, t in zip(base, tuned, strict=True))
-    better = sum(lower(b, t) < 0.05 for b, t in zip(base, tuned, strict=True))
-    return {
-        "s_worse": worse,
-        "s_better": better,
-        "s_mean_base": round(sum(base) / (k * len(base)), 4),
-        "s_mean_tuned": round(sum(tuned) / (k * len(tuned)), 4),
-    }
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from orgtune.errors import OrgtuneError
+
+    try:
+        raise SystemExit(main())
+    except OrgtuneError as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None

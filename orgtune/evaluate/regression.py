@@ -77,6 +77,28 @@ def sign_test(worse: int, better: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def fisher_lower(a: int, b: int, k: int) -> float:
+    """One-sided Fisher exact test for two counts of right answers out of k samples each: the chance that
+    the first count is as low as `a` or lower, given a + b right of the 2k answers."""
+    n = a + b
+    hits = sum(math.comb(n, i) * math.comb(2 * k - n, k - i) for i in range(max(0, n - k), a + 1))
+    return hits / math.comb(2 * k, k)
+
+
+def compare_sampled(base: list[int], tuned: list[int], k: int, alpha: float = 0.05) -> dict:
+    """Per item, the count of right answers among k sampled ones, base against tuned: an item is worse (or
+    better) only when its count moved by a one-sided Fisher exact test at `alpha`. A steadier rule than
+    one greedy answer per item, whose near-ties flip under any change of the weights."""
+    pairs = list(zip(base, tuned, strict=True))
+    return {
+        "samples": k,
+        "worse": sum(fisher_lower(t, b, k) < alpha for b, t in pairs),
+        "better": sum(fisher_lower(b, t, k) < alpha for b, t in pairs),
+        "mean_base": round(sum(base) / (k * len(pairs)), 4) if pairs else None,
+        "mean_tuned": round(sum(tuned) / (k * len(pairs)), 4) if pairs else None,
+    }
+
+
 def compare(base: list[str], tuned: list[str], items: list[dict]) -> dict:
     rows = []
     for item, b, t in zip(items, base, tuned, strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orgtune.evaluate.regression import compare, degenerate, sign_test
+from orgtune.evaluate.regression import compare, compare_sampled, degenerate, fisher_lower, sign_test
 from orgtune.evaluate.score import rouge_l, score_probe, score_steps, score_text, score_value, token_f1
 
 
@@ -95,4 +95,15 @@ def test_sign_test_of_worse_against_better():
     assert sign_test(3, 0) == sign_test(0, 3) == 0.25  # 2 * (1/2)^3
     assert abs(sign_test(11, 14) - 0.690) < 0.001  # make demo's kl run: as many better as worse
     assert sign_test(10, 0) < 0.01 and sign_test(24, 15) > 0.05
+
+
+def test_sampled_rule_counts_only_significant_moves():
+    assert abs(fisher_lower(4, 8, 8) - 495 / 12870) < 1e-12  # 8/8 right -> 4/8: C(12,4) / C(16,8)
+    assert fisher_lower(5, 8, 8) > 0.05 and fisher_lower(8, 8, 8) == 1.0
+    assert fisher_lower(0, 8, 8) < 1e-4
+    r = compare_sampled([8, 8, 4, 0, 6], [4, 5, 8, 3, 6], 8)
+    # 8 -> 4 is worse; 8 -> 5 and 0 -> 3 are within chance; 4 -> 8 is better
+    assert (r["worse"], r["better"]) == (1, 1)
+    assert r["mean_base"] == round(26 / 40, 4) and r["mean_tuned"] == round(26 / 40, 4)
+    assert compare_sampled([8] * 5, [0] * 5, 8)["worse"] == 5
     assert degenerate("high end high end high end high end high end")
