@@ -28,6 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orgtune.nightly.gate import general_figures  # noqa: E402
+from orgtune.nightly.run import base_general_path  # noqa: E402
+
 DOCS = ROOT / "orgtune" / "data" / "samples" / "docs"
 NIGHTS = [
     ["halvo-service-manual.md", "halvo-quick-start.txt"],
@@ -74,8 +79,11 @@ def run_arm(arm: str, out: Path, extra: list[str], threads: int | None = None) -
             raise SystemExit(f"{arm} night {i} failed:\n{r.stderr[-3000:]}")
         gate = json.loads((project / "nights" / f"night{i}" / "gate.json").read_text())
         f = gate["figures"]
-        base = json.loads((project / f"base_general-{gate['general']['items']}.json").read_text())["per_item"]
-        f["general"]["worse_than_base"] = sum(ok and not gate["general"]["per_item"][k] for k, ok in base.items())
+        g = gate["general"]
+        base = json.loads(base_general_path(project, g["items"], g.get("samples", 0)).read_text())
+        against_base = general_figures(g, base)
+        f["general"]["worse_than_base"] = against_base["worse"]
+        f["general"]["sampled_worse_than_base"] = against_base.get("sampled", {}).get("worse")
         rows.append(
             {
                 "arm": arm,
@@ -119,15 +127,16 @@ def main() -> None:
     rows = [r for arm_rows in per_arm for r in arm_rows]
     print(
         f"\n| arm | night | new docs | old docs (promoted → night) | general check (base {rows[0]['general']['reference']}"
-        f"/{rows[0]['general']['items']}) | held-out confident wrong | old value survives | minutes |"
+        f"/{rows[0]['general']['items']}) | sampled rule: worse than base | held-out confident wrong | "
+        "old value survives | minutes |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         o, g, h = r["old"], r["general"], r["held_out"]
         old = f"{pct(o['promoted'])} → {pct(o['accuracy'])} ({o['n']})" if o["n"] else "-"
         print(
             f"| {r['arm']} | {r['night']} | {pct(r['new']['accuracy'])} ({r['new']['n']}) | {old} | "
-            f"{g['right']} ({g['worse_than_base']} worse than base) | "
+            f"{g['right']} ({g['worse_than_base']} worse than base) | {g.get('sampled_worse_than_base', '-')} | "
             f"{h['confident_wrong']}/{h['n']} | {r['stale']} | {r['seconds'] / 60:.1f} |"
         )
     print(f"\nrun folders: {out}")

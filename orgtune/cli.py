@@ -572,6 +572,17 @@ def eval_cmd(
     general_items: Annotated[
         Optional[int], typer.Option(help="Use the general check's first N items only (default: all 122).", min=1)
     ] = None,
+    general_samples: Annotated[
+        int,
+        typer.Option(
+            help="Sampled answers per general item, base and tuned (the rule that counts an item worse only when "
+            "its share of right answers fell significantly); 0: one greedy answer per item only.",
+            min=0,
+        ),
+    ] = 8,
+    general_temperature: Annotated[
+        float, typer.Option(help="Sampling temperature of the general check's sampled answers.", min=0.01, max=2)
+    ] = 0.7,
     batch_size: Annotated[int, typer.Option(help="Questions generated together.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     backend: Annotated[
@@ -593,6 +604,8 @@ def eval_cmd(
         batch_size=batch_size,
         device=device,
         general_items=general_items,
+        general_samples=general_samples,
+        general_temperature=general_temperature,
         extra_backends=backend or [],
         log=_echo_err,
     )
@@ -874,6 +887,12 @@ def nightly(
     ] = None,
     examples_per_fact: Annotated[Optional[int], typer.Option(help="Phrasings per fact in each night's data.")] = None,
     general_items: Annotated[Optional[int], typer.Option(help="Use the general check's first N items only.")] = None,
+    general_samples: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Sampled answers per general item for the gate's rule (default 8; 0: the greedy right count).", min=0
+        ),
+    ] = None,
     general_replay: Annotated[
         Optional[float],
         typer.Option(
@@ -906,6 +925,7 @@ def nightly(
         "first_lr": first_lr,
         "examples_per_fact": examples_per_fact,
         "general_items": general_items,
+        "general_samples": general_samples,
         "general_replay": general_replay,
         "max_steps": max_steps,
     }

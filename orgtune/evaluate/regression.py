@@ -9,6 +9,12 @@ answer was right and the tuned one is not; *better* the other way round. On a sm
 answers sit near a tie and any change of the weights flips some either way, so the result also carries
 `sign_p`: the two-sided exact sign test of worse against better (a small p: the flips lean one way more
 than chance would make them; p near 1: as many got better as worse).
+
+The sampled rule (`compare_sampled_answers`, `orgtune eval`'s headline): each item is answered K times
+by sampling, the same seeds for base and tuned, and an item is worse only when its count of right answers
+fell by a one-sided Fisher exact test at p < 0.05. One greedy answer per item flips with any change of the
+weights (an adapter scaled down until it has learnt nothing still gets 9 of 122 items "worse" on the
+embedded model); the sampled rule's floor, the base against itself with other seeds, is 0 items worse.
 """
 
 from __future__ import annotations
@@ -96,6 +102,42 @@ def compare_sampled(base: list[int], tuned: list[int], k: int, alpha: float = 0.
         "better": sum(fisher_lower(b, t, k) < alpha for b, t in pairs),
         "mean_base": round(sum(base) / (k * len(pairs)), 4) if pairs else None,
         "mean_tuned": round(sum(tuned) / (k * len(pairs)), 4) if pairs else None,
+    }
+
+
+SAMPLED_RULE = (
+    "each item answered {k} times by sampling (temperature {t}, top-p 1, the same seeds for base and tuned), each "
+    "answer judged right as in the greedy rule; worse = the tuned model's count of right answers is lower than the "
+    "base's by a one-sided Fisher exact test at p < {alpha}; better = the same the other way round"
+)
+
+
+def compare_sampled_answers(
+    base: list[list[str]], tuned: list[list[str]], items: list[dict], *, temperature: float, alpha: float = 0.05
+) -> dict:
+    """The sampled rule on K answers per item from each model: the counts compared by `compare_sampled`,
+    plus per item its counts, and for items that moved a right base answer and a wrong tuned one."""
+    k = len(base[0]) if base else 0
+    rows = []
+    for item, bs, ts in zip(items, base, tuned, strict=True):
+        if len(bs) != k or len(ts) != k:
+            raise ValueError(f"general item {item['id']}: {len(bs)} base and {len(ts)} tuned answers, expected {k}")
+        b_ok, t_ok = [right(item, a) for a in bs], [right(item, a) for a in ts]
+        b, t = sum(b_ok), sum(t_ok)
+        row = {"id": item["id"], "question": item["question"], "base_right": b, "tuned_right": t}
+        row["worse"], row["better"] = fisher_lower(t, b, k) < alpha, fisher_lower(b, t, k) < alpha
+        if row["worse"] or row["better"]:
+            row["base_example"] = next((a for a, ok in zip(bs, b_ok, strict=True) if ok == row["worse"]), bs[0])
+            row["tuned_example"] = next((a for a, ok in zip(ts, t_ok, strict=True) if ok == row["better"]), ts[0])
+        rows.append(row)
+    counts = compare_sampled([r["base_right"] for r in rows], [r["tuned_right"] for r in rows], k, alpha)
+    return {
+        "rule": SAMPLED_RULE.format(k=k, t=temperature, alpha=alpha),
+        "total": len(rows),
+        "temperature": temperature,
+        "alpha": alpha,
+        **counts,
+        "rows": rows,
     }
 
 

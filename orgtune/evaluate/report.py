@@ -42,9 +42,16 @@ def summary_table(m: dict) -> str:
     row("validation loss", lambda b: _num(b.get("val", {}).get("loss")))
     row("validation perplexity", lambda b: _num(b.get("val", {}).get("perplexity"), ".2f"))
     r = m["regression"]
+    sr = r.get("sampled")
+    if sr:
+        lines.append(
+            f"general instructions ({sr['total']}), {sr['samples']} sampled answers each: worse {sr['worse']}, "
+            f"better {sr['better']}; right {_pct(sr['mean_base'])} (base) -> {_pct(sr['mean_tuned'])}"
+        )
     lines.append(
-        f"general instructions right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}; "
-        f"worse {r['worse']}, better {r['better']}" + (f" (sign test p {r['sign_p']:.2f})" if "sign_p" in r else "")
+        f"general instructions right{', greedy' if sr else ''}: base {r['base_right']}/{r['total']}, "
+        f"tuned {r['tuned_right']}/{r['total']}; worse {r['worse']}, better {r['better']}"
+        + (f" (sign test p {r['sign_p']:.2f})" if "sign_p" in r else "")
     )
     p = m.get("preferences")
     if p:
@@ -251,12 +258,35 @@ def _prefs_section(m: dict, names: list[str]) -> list[str]:
 
 
 def _regression_section(m: dict, names: list[str]) -> list[str]:
-    """The general-instruction check: base vs tuned, and the questions the tuned model got worse."""
-    lines: list[str] = []
+    """The general-instruction check: base vs tuned by the sampled rule (when run) and the greedy one, and the
+    questions that moved."""
+    lines: list[str] = ["## General instructions (regression check)", ""]
     r = m["regression"]
+    sr = r.get("sampled")
+    if sr:
+        lines += [
+            f"### Sampled rule, {sr['samples']} answers per item: worse {sr['worse']}, better {sr['better']} "
+            f"of {sr['total']}",
+            "",
+            f"Rule: {sr['rule']}. Share of right answers: base {_pct(sr['mean_base'])}, "
+            f"tuned {_pct(sr['mean_tuned'])}.",
+            "",
+        ]
+        moved = [x for x in sr["rows"] if x["worse"] or x["better"]]
+        if moved:
+            lines += [
+                "| question | moved | right (base → tuned) | a base answer | a tuned answer |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {_md_escape(x['question'])} | {'worse' if x['worse'] else 'better'} | "
+                f"{x['base_right']} → {x['tuned_right']} of {sr['samples']} | {_md_escape(x['base_example'])} | "
+                f"{_md_escape(x['tuned_example'])} |"
+                for x in moved
+            ]
+            lines.append("")
+        lines += ["### Greedy rule, one answer per item", ""]
     lines += [
-        "## General instructions (regression check)",
-        "",
         f"Rule: {r['rule']}.",
         "",
         f"Right: base {r['base_right']}/{r['total']}, tuned {r['tuned_right']}/{r['total']}. "

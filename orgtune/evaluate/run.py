@@ -23,7 +23,7 @@ from orgtune.data.build import read_jsonl
 from orgtune.data.formats import SFT_FORMATS, load_rows
 from orgtune.errors import OrgtuneError
 from orgtune.evaluate.answer import conversation_of
-from orgtune.evaluate.regression import base_answers, compare, load_general
+from orgtune.evaluate.regression import base_answers, compare, compare_sampled_answers, load_general
 from orgtune.evaluate.score import score_probe
 from orgtune.generate.hf import Backend, HFBackend
 from orgtune.generate.settings import GenerationSettings
@@ -147,16 +147,24 @@ def evaluate(
     device: str = "auto",
     extra_backends: list[str] | tuple = (),
     general_items: int | None = None,
+    general_samples: int = 8,
+    general_temperature: float = 0.7,
     log=print,
 ) -> dict:
     """Base vs tuned (and SFT, merged, GGUF backends) on the run's probes, validation loss and the general
-    check; writes metrics.json, report.md and plots. `orgtune eval RUN_DIR` runs it."""
+    check (greedy, and `general_samples` sampled answers per item at `general_temperature`; 0: greedy only);
+    writes metrics.json, report.md and plots. `orgtune eval RUN_DIR` runs it."""
     from peft import PeftModel
 
     from orgtune.evaluate.loss import assistant_loss
     from orgtune.evaluate.report import write_report
     from orgtune.models.loading import load_model
 
+    if general_samples < 0 or (general_samples and not 0 < general_temperature <= 2):
+        raise OrgtuneError(
+            f"general check: {general_samples} samples at temperature {general_temperature}",
+            fix="give --general-samples ≥ 0 (0: greedy only) and a --general-temperature in (0, 2]",
+        )
     run = read_complete_run(run_dir)
     parent = sft_parent(run)
     probe_path, val_path = data_files(parent or run, probes)
@@ -194,6 +202,7 @@ def evaluate(
     answers: dict[str, list[str]] = {}
     scores: dict[str, list] = {}
     regression_answers: dict[str, list[str]] = {}
+    sampled_answers: dict[str, list[list[str]]] = {}
     for name, backend in backends.items():
         log(f"{name}: answering {len(probe_rows)} probes")
         answers[name] = answer_probes(backend, probe_rows, settings)
@@ -210,8 +219,17 @@ def evaluate(
             m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
         if name in ("base", "tuned"):
             regression_answers[name] = _general_answers(name, backend, general, info, batch_size, log)
+            if general_samples:
+                log(f"{name}: {general_samples} sampled answers to each of {len(general)} general items")
+                sampled_answers[name] = _general_samples(
+                    name, backend, general, info, batch_size, general_samples, general_temperature, log
+                )
         metrics["backends"][name] = m
     metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
+    if general_samples:
+        metrics["regression"]["sampled"] = compare_sampled_answers(
+            sampled_answers["base"], sampled_answers["tuned"], general, temperature=general_temperature
+        )
     if parent is not None:
         metrics["preferences"] = _preferences(run, backends, log)
     metrics["seconds"] = round(time.time() - started, 1)
@@ -254,6 +272,33 @@ def _general_answers(name: str, backend: Backend, general: list[dict], info: dic
         "batch_size": batch_size,
         "device": info["device"],
         "dtype": str(info.get("dtype")),
+    }
+    return base_answers(Path(info["path"]), general, generation, ask, log=log)
+
+
+def _general_samples(
+    name: str, backend: Backend, general: list[dict], info: dict, batch_size: int, k: int, temperature: float, log
+) -> list[list[str]]:
+    """k sampled answers per general item (seed 0 for base and tuned alike, so both draw the same random
+    numbers); the base model's come from the cache kept per base, as its greedy answers do."""
+    settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size, temperature=temperature, seed=0)
+
+    def ask() -> list[list[str]]:
+        flat = backend.answer(
+            [[{"role": "user", "content": g["question"]}] for g in general for _ in range(k)], settings
+        )
+        return [flat[i * k : (i + 1) * k] for i in range(len(general))]
+
+    if name == "tuned":
+        return ask()
+    generation = {
+        "max_new_tokens": 64,
+        "batch_size": batch_size,
+        "device": info["device"],
+        "dtype": str(info.get("dtype")),
+        "samples": k,
+        "temperature": temperature,
+        "seed": 0,
     }
     return base_answers(Path(info["path"]), general, generation, ask, log=log)
 

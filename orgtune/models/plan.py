@@ -184,9 +184,12 @@ def plan_run(
 ) -> Plan:
     """Count parameters with PEFT on the meta device and estimate training memory for LoRA-16 and QLoRA-4."""
     from orgtune.models import ALL_LINEAR
+    from orgtune.models.presets import find_preset
 
     config = architecture_config(spec)
-    targets = list(lora_targets or ALL_LINEAR)
+    preset = find_preset(spec)
+    # What `orgtune train` would adapt: the preset's default targets, else every linear projection.
+    targets = list(lora_targets or (preset and preset.defaults.get("lora", {}).get("target_modules")) or ALL_LINEAR)
     total, trainable, shapes = count_lora(config, lora_r, targets, lora_alpha)
     tokens = batch_size * seq_len
     vocab = config.vocab_size

@@ -4,8 +4,11 @@ its own gate, so only the candidate answers), and promoted only if
 
     new documents' trained-fact accuracy  ≥ threshold
     earlier documents' accuracy drop      ≤ old_margin     (accuracy points, against the promoted model)
-    general check drop                    ≤ general_margin (share of its items, against the promoted model,
-                                                            or the base model on the first night)
+    general check                         ≤ general_margin (share of its items, against the promoted model,
+                                                            or the base model on the first night): items worse
+                                                            by the sampled rule (general_samples answers per
+                                                            item, as `orgtune eval`), or with general_samples
+                                                            0 the drop in greedy right answers
 
 Held-out facts' confident-wrong rate is reported, and for every fact whose value changed, whether the
 candidate's answer still states the old value.
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 from orgtune.data.probes import value_in_text
-from orgtune.evaluate.regression import load_general, right
+from orgtune.evaluate.regression import compare_sampled, load_general, right
 from orgtune.evaluate.run import answer_probes
 from orgtune.evaluate.score import score_probe
 from orgtune.generate.hf import HFBackend
@@ -29,7 +32,11 @@ def general_items(limit: int | None) -> list[dict]:
     return items[:limit] if limit else items
 
 
-def general_check(model, tok, items: list[dict], *, use_adapter: bool) -> dict:
+def general_check(
+    model, tok, items: list[dict], *, use_adapter: bool, samples: int = 0, temperature: float = 0.7
+) -> dict:
+    """One greedy answer per item, judged right or not; with `samples`, also that many sampled answers per item
+    (seed 0 for every model, as `orgtune eval` draws them) and each item's count of right ones."""
     backend = HFBackend(
         model,
         tok,
@@ -37,14 +44,42 @@ def general_check(model, tok, items: list[dict], *, use_adapter: bool) -> dict:
         use_adapter=use_adapter,
         settings=GenerationSettings(max_new_tokens=64, batch_size=16),
     )
-    answers = backend.answer([[{"role": "user", "content": g["question"]}] for g in items])
+    asks = [[{"role": "user", "content": g["question"]}] for g in items]
+    answers = backend.answer(asks)
     per_item = {g["id"]: right(g, a) for g, a in zip(items, answers, strict=True)}
-    return {
+    out = {
         "items": len(items),
         "right": sum(per_item.values()),
         "per_item": per_item,
         "answers": dict(zip((g["id"] for g in items), answers, strict=True)),
     }
+    if samples:
+        drawn = backend.answer(
+            [a for a in asks for _ in range(samples)],
+            GenerationSettings(max_new_tokens=64, batch_size=16, temperature=temperature, seed=0),
+        )
+        out["samples"] = samples
+        out["sampled_right"] = {
+            g["id"]: sum(right(g, a) for a in drawn[i * samples : (i + 1) * samples]) for i, g in enumerate(items)
+        }
+    return out
+
+
+def general_figures(general: dict, ref: dict) -> dict:
+    """The candidate's general check against the reference's: greedy right counts and items worse; when both
+    hold sampled counts of the same K, the sampled rule's items worse and better (regression.compare_sampled)."""
+    out = {
+        "items": general["items"],
+        "right": general["right"],
+        "reference": ref["right"],
+        "worse": sum(1 for k, ok in ref["per_item"].items() if ok and not general["per_item"].get(k, False)),
+    }
+    k = general.get("samples")
+    if k and ref.get("samples") == k and ref["sampled_right"].keys() == general["sampled_right"].keys():
+        ids = list(ref["sampled_right"])
+        c = compare_sampled([ref["sampled_right"][i] for i in ids], [general["sampled_right"][i] for i in ids], k)
+        out["sampled"] = {key: c[key] for key in ("samples", "worse", "better", "mean_base", "mean_tuned")}
+    return out
 
 
 def score_candidate(model, tok, probes: list[dict]) -> dict[str, dict]:
@@ -82,14 +117,7 @@ def decide(
             "accuracy": _acc(candidate, old),
             "promoted": _acc(reference, old) if reference and all(i in reference for i in old) else None,
         },
-        "general": {
-            "items": general["items"],
-            "right": general["right"],
-            "reference": general_ref["right"],
-            "worse": sum(
-                1 for k, ok in general_ref["per_item"].items() if ok and not general["per_item"].get(k, False)
-            ),
-        },
+        "general": general_figures(general, general_ref),
         "held_out": {
             "n": len(held),
             "confident_wrong": sum(not candidate[i]["correct"] and not candidate[i]["abstained"] for i in held),
@@ -118,7 +146,13 @@ def decide(
             f"(margin {settings.old_margin:.0%})"
         )
     g = figures["general"]
-    if (g["reference"] - g["right"]) / g["items"] > settings.general_margin:
+    if "sampled" in g:
+        if g["sampled"]["worse"] / g["items"] > settings.general_margin:
+            reasons.append(
+                f"general check: {g['sampled']['worse']} of {g['items']} items worse by the sampled rule "
+                f"(margin {settings.general_margin:.0%})"
+            )
+    elif (g["reference"] - g["right"]) / g["items"] > settings.general_margin:
         reasons.append(
             f"general check fell from {g['reference']} to {g['right']} of {g['items']} "
             f"(margin {settings.general_margin:.0%})"

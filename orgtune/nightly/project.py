@@ -36,6 +36,7 @@ class NightlySettings:
     first_lr: float | None = None
     examples_per_fact: int = 5
     general_items: int | None = None  # the general check's first N items (None: all)
+    general_samples: int = 8  # sampled answers per general item for the gate's rule (0: greedy right count)
     general_replay: float | None = None  # None: the run config's default
     max_steps: int | None = None
 

@@ -56,18 +56,28 @@ def _build(project: Project, night_dir: Path, paths: list[Path], log) -> Path:
     return data
 
 
-def _general_reference(project: Project, promoted: str | None, model, tok, items: list[dict]) -> dict:
-    """The promoted model's general check (recorded at its gate), or the base model's on the first night."""
+def base_general_path(project_dir: Path, items: int, samples: int) -> Path:
+    """Where a project keeps the base model's general check (its first night's reference)."""
+    return Path(project_dir) / f"base_general-{items}{f'-x{samples}' if samples else ''}.json"
+
+
+def _general_reference(project: Project, promoted: str | None, model, tok, items: list[dict], samples: int) -> dict:
+    """The promoted model's general check (recorded at its gate), or the base model's on the first night (or
+    when the promoted one was checked on other items or sample counts)."""
     from orgtune.nightly.gate import general_check
+
+    def fits(g: dict) -> bool:
+        return g["items"] == len(items) and g.get("samples", 0) == samples
 
     if promoted is not None:
         g = json.loads((project.night(promoted) / "gate.json").read_text(encoding="utf-8"))["general"]
-        if g["items"] == len(items):
+        if fits(g):
             return g
-    f = project.path / f"base_general-{len(items)}.json"
-    if f.is_file():
-        return json.loads(f.read_text(encoding="utf-8"))
-    ref = general_check(model, tok, items, use_adapter=False)  # the same weights with the adapter off: the base
+    f = base_general_path(project.path, len(items), samples)
+    if f.is_file() and fits(g := json.loads(f.read_text(encoding="utf-8"))):
+        return g
+    # the same weights with the adapter off: the base
+    ref = general_check(model, tok, items, use_adapter=False, samples=samples)
     atomic.write_json(f, ref)
     return ref
 
@@ -155,14 +165,14 @@ def _night(
     log(f"gate: answering {len(mix['probes'])} probes and the general check")
     candidate = score_candidate(model, tok, mix["probes"])
     items = general_items(s.general_items)
-    general = general_check(model, tok, items, use_adapter=True)
+    general = general_check(model, tok, items, use_adapter=True, samples=s.general_samples)
     reference = json.loads((project.night(promoted) / "gate.json").read_text())["probes"] if promoted else None
     decision = decide(
         probes=mix["probes"],
         candidate=candidate,
         reference=reference,
         general=general,
-        general_ref=_general_reference(project, promoted, model, tok, items),
+        general_ref=_general_reference(project, promoted, model, tok, items, s.general_samples),
         changed=changed,
         settings=s,
     )
@@ -229,13 +239,14 @@ def history_table(project_dir: Path) -> str:
     """Every night and rollback, with its figures and decision; the promoted night marked."""
     project = Project.open(project_dir, create=False)
     promoted = project.promoted()
-    lines = [f"{'night':<16} {'new':>7} {'old':>15} {'general':>11} {'held-out wrong':>14}  decision"]
+    # general: greedy right answers, reference → night; worse: items worse by the gate's rule (sampled, or greedy)
+    lines = [f"{'night':<16} {'new':>7} {'old':>15} {'general':>11} {'worse':>6} {'held-out wrong':>14}  decision"]
     for h in project.history():
         if h["event"] == "rollback":
             lines.append(f"{'':<16} rollback: {h['from']} → {h['to']}")
             continue
         if h["night"] is None:
-            lines.append(f"{'-':<16} {'':>7} {'':>15} {'':>11} {'':>14}  nothing changed")
+            lines.append(f"{'-':<16} {'':>7} {'':>15} {'':>11} {'':>6} {'':>14}  nothing changed")
             continue
         f = h["figures"]
         old = f"{_acc(f['old']['promoted'])}→{_acc(f['old']['accuracy'])}" if f["old"]["n"] else "-"
@@ -244,7 +255,8 @@ def history_table(project_dir: Path) -> str:
         what = "promoted" if h["promoted"] else "rejected: " + "; ".join(h["reasons"])
         lines.append(
             f"{h['night'] + mark:<16} {_acc(f['new']['accuracy']):>7} {old:>15} "
-            f"{g['reference']}→{g['right']}/{g['items']:>3} {f['held_out']['confident_wrong']:>7}/{f['held_out']['n']:<6}"
+            f"{g['reference']}→{g['right']}/{g['items']:>3} {g.get('sampled', g)['worse']:>6} "
+            f"{f['held_out']['confident_wrong']:>7}/{f['held_out']['n']:<6}"
             f"  {what}"
         )
     lines.append(f"promoted: {promoted or 'none'} (*)")

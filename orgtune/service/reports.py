@@ -125,6 +125,11 @@ def eval_report(folder: Path, files: dict[str, str]) -> dict | None:
     regression = {
         k: r.get(k) for k in ("rule", "total", "base_right", "tuned_right", "worse", "better", "sign_p", "changed")
     }
+    sr = r.get("sampled")
+    if sr:
+        regression["sampled"] = {
+            k: sr.get(k) for k in ("rule", "samples", "total", "worse", "better", "mean_base", "mean_tuned")
+        }
     plots = [{"name": Path(p).name, "file_id": files.get(Path(p).name)} for p in m.get("plots", [])]
     return {
         "base_model": m.get("base_model"),

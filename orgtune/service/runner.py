@@ -222,6 +222,7 @@ class JobRun:
             max_probes=e["max_probes"],
             batch_size=e["batch_size"],
             general_items=e.get("general_items"),
+            general_samples=e.get("general_samples", 8),
             log=self.log,
         )
         summary = {name: b["probes"] for name, b in m["backends"].items()}

@@ -57,6 +57,9 @@ class EvalOptions(_Strict):
     enabled: bool = Field(True, description="Base vs tuned on the probes (jobs built from documents).")
     max_probes: int | None = Field(None, ge=1)
     general_items: int | None = Field(None, ge=1, description="The general check's first N items (default: all).")
+    general_samples: int = Field(
+        8, ge=0, le=64, description="Sampled answers per general item (the sampled rule); 0: greedy answers only."
+    )
     batch_size: int = Field(16, ge=1)
 
 

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 
 from orgtune.cli import app
 from orgtune.data.build import BuildSettings, build
-from orgtune.evaluate.regression import load_general
+from orgtune.evaluate.regression import load_general, right
 from orgtune.evaluate.report import summary_table
+from orgtune.home import home
 from orgtune.train.sft import train
 from tests.conftest import SAMPLES
 
@@ -22,7 +23,7 @@ def test_eval_writes_a_report_built_from_metrics(tmp_path, tiny_model_dir):
         log=lambda m: None,
         overrides={"model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 2, "save_steps": 100}},
     )
-    r = CliRunner().invoke(app, ["eval", str(run.path), "--max-probes", "24"])
+    r = CliRunner().invoke(app, ["eval", str(run.path), "--max-probes", "24", "--general-items", "20"])
     assert r.exit_code == 0, r.output
     m = json.loads((run.path / "metrics.json").read_text())
     report = (run.path / "report.md").read_text()
@@ -31,7 +32,21 @@ def test_eval_writes_a_report_built_from_metrics(tmp_path, tiny_model_dir):
         b = m["backends"][name]
         assert b["probes"]["trained"]["overall"]["n"] + b["probes"]["held_out"]["overall"]["n"] == 24
         assert b["val"]["tokens"] > 0 and b["val"]["perplexity"] > 1
-    assert m["regression"]["total"] == len(load_general()) >= 100 and "rule" in m["regression"]
+    assert len(load_general()) >= 100 and m["regression"]["total"] == 20 and "rule" in m["regression"]
+    sr = m["regression"]["sampled"]  # 8 sampled answers per item, by default
+    assert sr["samples"] == 8 and sr["total"] == len(sr["rows"]) == m["regression"]["total"]
+    assert all(0 <= x["base_right"] <= 8 and 0 <= x["tuned_right"] <= 8 for x in sr["rows"])
+    assert sr["mean_base"] == round(sum(x["base_right"] for x in sr["rows"]) / (8 * sr["total"]), 4)
+    assert f"### Sampled rule, 8 answers per item: worse {sr['worse']}, better {sr['better']}" in report
+    # The base model's sampled answers are cached per base, as its greedy ones are: the counts come from them.
+    cached = [json.loads(f.read_text()) for f in (home() / "general").glob("base-answers-*.json")]
+    general = load_general()[:20]
+    counts = [
+        [sum(right(g, a) for a in answers) for g, answers in zip(general, c, strict=True)]
+        for c in cached
+        if len(c) == len(general) and isinstance(c[0], list)
+    ]
+    assert [x["base_right"] for x in sr["rows"]] in counts
     for png in m["plots"]:
         assert (run.path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"![{png}]({png})" in report
     answers = [json.loads(x) for x in (run.path / "eval" / "answers.jsonl").read_text().splitlines()]
@@ -52,10 +67,10 @@ def test_eval_of_a_dataset_run_without_probes(tmp_path, tiny_model_dir):
         log=lambda m: None,
         overrides={"model": {"name": str(tiny_model_dir)}, "training": {"max_steps": 1, "save_steps": 100}},
     )
-    r = CliRunner().invoke(app, ["eval", str(run.path), "--general-items", "3"])
+    r = CliRunner().invoke(app, ["eval", str(run.path), "--general-items", "3", "--general-samples", "0"])
     assert r.exit_code == 0, r.output
     m = json.loads((run.path / "metrics.json").read_text())
-    assert m["probes_file"] is None and m["regression"]["total"] == 3
+    assert m["probes_file"] is None and m["regression"]["total"] == 3 and "sampled" not in m["regression"]
     for name in ("base", "tuned"):
         assert m["backends"][name]["probes"]["trained"]["overall"]["n"] == 0
         assert m["backends"][name]["val"]["rows"] == len(rows) - 50 and m["backends"][name]["val"]["tokens"] > 0

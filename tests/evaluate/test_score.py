@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orgtune.evaluate.regression import compare, compare_sampled, degenerate, fisher_lower, sign_test
+from orgtune.evaluate.regression import (
+    compare,
+    compare_sampled,
+    compare_sampled_answers,
+    degenerate,
+    fisher_lower,
+    sign_test,
+)
 from orgtune.evaluate.score import rouge_l, score_probe, score_steps, score_text, score_value, token_f1
 
 
@@ -107,3 +114,27 @@ def test_sampled_rule_counts_only_significant_moves():
     assert r["mean_base"] == round(26 / 40, 4) and r["mean_tuned"] == round(26 / 40, 4)
     assert compare_sampled([8] * 5, [0] * 5, 8)["worse"] == 5
     assert degenerate("high end high end high end high end high end")
+
+
+def test_sampled_answers_are_judged_per_answer_and_moved_items_show_an_example():
+    items = [
+        {"id": "g1", "question": "How many days in a week?", "keywords": ["seven", "7"]},
+        {"id": "g2", "question": "What colour is the sky?", "keywords": ["blue"]},
+        {"id": "g3", "question": "Capital of France?", "keywords": ["Paris"]},
+    ]
+    base = [["A week has 7 days."] * 8, ["Blue."] * 4 + ["Grey."] * 4, ["Lyon."] * 8]
+    tuned = [
+        ["A week has 31 days."] * 7 + ["Seven."],  # 8 -> 1 right: worse
+        ["It is blue."] * 3 + ["Green."] * 5,  # 4 -> 3: within chance
+        ["Paris."] * 6 + ["paris paris paris paris paris paris paris paris paris paris paris paris"] * 2,  # 0 -> 6
+    ]
+    r = compare_sampled_answers(base, tuned, items, temperature=0.7)
+    assert (r["samples"], r["total"], r["worse"], r["better"]) == (8, 3, 1, 1)
+    rows = {x["id"]: x for x in r["rows"]}
+    assert (rows["g1"]["base_right"], rows["g1"]["tuned_right"]) == (8, 1) and rows["g1"]["worse"]
+    assert rows["g1"]["tuned_example"] == "A week has 31 days." and rows["g1"]["base_example"] == "A week has 7 days."
+    assert rows["g3"]["tuned_right"] == 6 and rows["g3"]["better"] and rows["g3"]["tuned_example"] == "Paris."
+    assert "tuned_example" not in rows["g2"] and not rows["g2"]["worse"] and not rows["g2"]["better"]
+    assert "8 times" in r["rule"] and "temperature 0.7" in r["rule"]
+    with pytest.raises(ValueError, match="g2: 8 base and 7 tuned answers"):
+        compare_sampled_answers(base, [tuned[0], tuned[1][:7], tuned[2]], items, temperature=0.7)

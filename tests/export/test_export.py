@@ -78,7 +78,18 @@ def test_export_merges_converts_verifies_and_writes_a_modelfile(tiny_run, tiny_m
     assert "| model-q8_0.gguf |" in md and "byte-identical" in md
 
     # The same evaluation on what ships: merged and the q8_0 GGUF next to base and tuned.
-    r = run_cli("eval", str(tiny_run.path), "--max-probes", "6", "--backend", "merged", "--backend", "gguf:q8_0")
+    r = run_cli(
+        "eval",
+        str(tiny_run.path),
+        "--max-probes",
+        "6",
+        "--general-samples",
+        "0",
+        "--backend",
+        "merged",
+        "--backend",
+        "gguf:q8_0",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tiny_run.path / "metrics.json").read_text())
     assert list(m["backends"]) == ["base", "tuned", "merged", "gguf:q8_0"]

@@ -77,8 +77,11 @@ def test_counts_equal_peft_on_real_weights_and_adapter_size_is_exact(tiny_model_
 
 
 def test_embedded_count_matches_design():
-    p = plan_run("smollm2-135m")
+    p = plan_run("smollm2-135m", lora_targets=ALL7)  # the design notes' figure: r16 on all 7 projections
     assert (p.total_params, p.trainable_params) == (134_515_008, 4_884_480)
+    # By default the plan counts what `orgtune train` adapts: the preset's targets (the MLP's, for this model).
+    p = plan_run("smollm2-135m")
+    assert p.trainable_params == lora_formula("smollm2-135m", 16, ["gate_proj", "up_proj", "down_proj"]) == 3_041_280
 
 
 def test_unknown_target_is_a_clear_error():

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 SETTINGS = {
     "examples_per_fact": 2,
     "general_items": 20,
+    "general_samples": 4,
     "general_replay": 0,
     "threshold": 0.35,
     "old_margin": 0.3,
@@ -52,6 +53,12 @@ def test_three_nights_a_bad_one_and_a_rollback(tmp_path):
         LEARNED, f["old"]["promoted"] - SETTINGS["old_margin"]
     )
     assert n2["mix"]["replayed_rows"] > 0
+    # The gate's general rule: 4 sampled answers per item, against n1's counts recorded at its gate.
+    g2 = json.loads((project / "nights" / "n2" / "gate.json").read_text())["general"]
+    assert g2["samples"] == 4 and len(g2["sampled_right"]) == 20 and set(g2["sampled_right"].values()) <= set(range(5))
+    assert (
+        f["general"]["sampled"]["samples"] == 4 and f["general"]["sampled"]["worse"] / 20 <= SETTINGS["general_margin"]
+    )
 
     quick = docs / "halvo-quick-start.txt"
     quick.write_text(quick.read_text().replace("Brew pressure: 8.5 bar", "Brew pressure: 9.5 bar"))

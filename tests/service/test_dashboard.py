@@ -171,7 +171,8 @@ def test_dashboard_in_a_browser(browser, svc, dataset, tiny_model_dir):
     cells = page.get_by_role("table", name="Validation loss on assistant tokens").locator("tbody tr").all()
     loss = {r.locator("td").nth(0).inner_text(): float(r.locator("td").nth(1).inner_text()) for r in cells}
     assert set(loss) == {"base", "tuned"} and loss["tuned"] < loss["base"], loss  # 24 steps on the same facts
-    assert "General instructions: base right" in page.locator("#eval").inner_text()
+    assert "General instructions, greedy: base right" in page.locator("#eval").inner_text()
+    assert "General instructions, 8 sampled answers each: worse" in page.locator("#eval").inner_text()
     page.locator(".plots img").first.wait_for()
     assert page.evaluate("[...document.querySelectorAll('.plots img')].every(i => i.complete && i.naturalWidth > 0)")
     gguf = page.get_by_role("table", name="GGUF files")

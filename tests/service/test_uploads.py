@@ -106,7 +106,7 @@ def test_an_archive_of_documents_builds_trains_evaluates_and_exports(service, tm
         extra_body={
             "orgtune": {
                 "config": {"training": {"max_steps": 4}},
-                "eval": {"max_probes": 4},
+                "eval": {"max_probes": 4, "general_items": 10},
                 "export": {"gguf": ["q8_0"], "verify": False},
             }
         },

@@ -171,7 +171,8 @@ async function evalSection(ev) {
   return [...probeTables(ev),
     val.length ? table("Validation loss on assistant tokens", ["Backend", "Loss", "Perplexity", "Tokens"],
       val.map(([n, b]) => [n, b.val.loss.toFixed(4), b.val.perplexity.toFixed(2), String(b.val.tokens)]), "numbers") : "",
-    r.total ? h("p", {}, `General instructions: base right ${r.base_right}/${r.total}, tuned right ${r.tuned_right}/${r.total}; worse ${r.worse}, better ${r.better}.`) : "",
+    r.sampled ? h("p", {}, `General instructions, ${r.sampled.samples} sampled answers each: worse ${r.sampled.worse}, better ${r.sampled.better} of ${r.sampled.total}; right ${(100 * r.sampled.mean_base).toFixed(1)}% (base) → ${(100 * r.sampled.mean_tuned).toFixed(1)}% (tuned).`) : "",
+    r.total ? h("p", {}, `General instructions${r.sampled ? ", greedy" : ""}: base right ${r.base_right}/${r.total}, tuned right ${r.tuned_right}/${r.total}; worse ${r.worse}, better ${r.better}.`) : "",
     h("div", { class: "plots" }, ...(await Promise.all(ev.plots.map(plotImage)))),
     ev.has_probes
       ? table("Sample answers, with the source span of each fact", ["Task", "Held out", "Question", "Expected", "Base", "Tuned", "Source"],
