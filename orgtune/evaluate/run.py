@@ -12,7 +12,6 @@ metrics.json, plots/*.png and eval/answers.jsonl; returns the metrics.
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 from collections import defaultdict
@@ -221,8 +220,8 @@ def evaluate(
             regression_answers[name] = _general_answers(name, backend, general, info, batch_size, log)
             if general_samples:
                 log(f"{name}: {general_samples} sampled answers to each of {len(general)} general items")
-                sampled_answers[name] = _general_samples(
-                    name, backend, general, info, batch_size, general_samples, general_temperature, log
+                sampled_answers[name] = _general_answers(
+                    name, backend, general, info, batch_size, log, general_samples, general_temperature
                 )
         metrics["backends"][name] = m
     metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
@@ -258,36 +257,21 @@ def evaluate(
     return metrics
 
 
-def _general_answers(name: str, backend: Backend, general: list[dict], info: dict, batch_size: int, log) -> list[str]:
-    """The backend's answers to the general check; the base model's come from a cache kept per base."""
-    ask = functools.partial(
-        backend.answer,
-        [[{"role": "user", "content": g["question"]}] for g in general],
-        GenerationSettings(max_new_tokens=64, batch_size=batch_size),
-    )
-    if name == "tuned":
-        return ask()
-    generation = {
-        "max_new_tokens": 64,
-        "batch_size": batch_size,
-        "device": info["device"],
-        "dtype": str(info.get("dtype")),
-    }
-    return base_answers(Path(info["path"]), general, generation, ask, log=log)
+def _general_answers(
+    name: str, backend: Backend, general: list[dict], info: dict, batch_size: int, log, samples: int = 0, t: float = 0.7
+) -> list:
+    """The backend's answers to the general check: one greedy answer per item, or with `samples` that many
+    sampled ones per item (seed 0 for base and tuned alike, so both draw the same random numbers). The base
+    model's come from a cache kept per base."""
+    k = max(samples, 1)
+    settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size)
+    settings = settings.but(temperature=t, seed=0) if samples else settings
 
-
-def _general_samples(
-    name: str, backend: Backend, general: list[dict], info: dict, batch_size: int, k: int, temperature: float, log
-) -> list[list[str]]:
-    """k sampled answers per general item (seed 0 for base and tuned alike, so both draw the same random
-    numbers); the base model's come from the cache kept per base, as its greedy answers do."""
-    settings = GenerationSettings(max_new_tokens=64, batch_size=batch_size, temperature=temperature, seed=0)
-
-    def ask() -> list[list[str]]:
+    def ask() -> list:
         flat = backend.answer(
             [[{"role": "user", "content": g["question"]}] for g in general for _ in range(k)], settings
         )
-        return [flat[i * k : (i + 1) * k] for i in range(len(general))]
+        return [flat[i * k : (i + 1) * k] for i in range(len(general))] if samples else flat
 
     if name == "tuned":
         return ask()
@@ -296,10 +280,9 @@ def _general_samples(
         "batch_size": batch_size,
         "device": info["device"],
         "dtype": str(info.get("dtype")),
-        "samples": k,
-        "temperature": temperature,
-        "seed": 0,
     }
+    if samples:
+        generation |= {"samples": samples, "temperature": t, "seed": 0}
     return base_answers(Path(info["path"]), general, generation, ask, log=log)
 
 
