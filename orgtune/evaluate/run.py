@@ -155,7 +155,6 @@ def evaluate(
     writes metrics.json, report.md and plots. `orgtune eval RUN_DIR` runs it."""
     from peft import PeftModel
 
-    from orgtune.evaluate.loss import assistant_loss
     from orgtune.evaluate.report import write_report
     from orgtune.models.loading import load_model
 
@@ -200,35 +199,17 @@ def evaluate(
     }
     answers: dict[str, list[str]] = {}
     scores: dict[str, list] = {}
-    regression_answers: dict[str, list[str]] = {}
-    sampled_answers: dict[str, list[list[str]]] = {}
     for name, backend in backends.items():
         log(f"{name}: answering {len(probe_rows)} probes")
         answers[name] = answer_probes(backend, probe_rows, settings)
         scores[name] = [score_probe(p, a) for p, a in zip(probe_rows, answers[name], strict=True)]
         m = {"probes": summarise(probe_rows, scores[name])}
-        if val_path is not None:
-            val_rows = [{"messages": r.messages} for r in val_data]
-            max_len = run.config.model.max_seq_length
-            if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
-                loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
-            else:
-                with backend.active():
-                    loss, ppl, n = assistant_loss(backend.model, backend.tok, val_rows, max_len=max_len)
-            m["val"] = {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
-        if name in ("base", "tuned"):
-            regression_answers[name] = _general_answers(name, backend, general, info, batch_size, log)
-            if general_samples:
-                log(f"{name}: {general_samples} sampled answers to each of {len(general)} general items")
-                sampled_answers[name] = _general_answers(
-                    name, backend, general, info, batch_size, log, general_samples, general_temperature
-                )
+        if val_data is not None:
+            m["val"] = _val_loss(backend, val_data, run.config.model.max_seq_length)
         metrics["backends"][name] = m
-    metrics["regression"] = compare(regression_answers["base"], regression_answers["tuned"], general)
-    if general_samples:
-        metrics["regression"]["sampled"] = compare_sampled_answers(
-            sampled_answers["base"], sampled_answers["tuned"], general, temperature=general_temperature
-        )
+    metrics["regression"] = _general_check(
+        backends, general, info, batch_size, log, general_samples, general_temperature
+    )
     if parent is not None:
         metrics["preferences"] = _preferences(run, backends, log)
     metrics["seconds"] = round(time.time() - started, 1)
@@ -255,6 +236,37 @@ def evaluate(
     )
     write_report(run, metrics)
     return metrics
+
+
+def _val_loss(backend: Backend, val_data: list, max_len: int) -> dict:
+    """Mean loss and perplexity over the validation rows' assistant tokens, as the backend computes them."""
+    from orgtune.evaluate.loss import assistant_loss
+
+    val_rows = [{"messages": r.messages} for r in val_data]
+    if hasattr(backend, "assistant_loss"):  # llama.cpp computes it from its own logits
+        loss, ppl, n = backend.assistant_loss(val_rows, max_len=max_len)
+    else:
+        with backend.active():
+            loss, ppl, n = assistant_loss(backend.model, backend.tok, val_rows, max_len=max_len)
+    return {"loss": loss, "perplexity": ppl, "tokens": n, "rows": len(val_rows)}
+
+
+def _general_check(
+    backends: dict, general: list[dict], info: dict, batch_size: int, log, samples: int, temperature: float
+) -> dict:
+    """Base vs tuned on the general check: the greedy comparison, with the sampled rule's beside it
+    (`sampled`) when `samples` > 0."""
+    greedy = {n: _general_answers(n, backends[n], general, info, batch_size, log) for n in ("base", "tuned")}
+    regression = compare(greedy["base"], greedy["tuned"], general)
+    if samples:
+        sampled = {}
+        for n in ("base", "tuned"):
+            log(f"{n}: {samples} sampled answers to each of {len(general)} general items")
+            sampled[n] = _general_answers(n, backends[n], general, info, batch_size, log, samples, temperature)
+        regression["sampled"] = compare_sampled_answers(
+            sampled["base"], sampled["tuned"], general, temperature=temperature
+        )
+    return regression
 
 
 def _general_answers(
