@@ -63,7 +63,10 @@ def test_embedded_model_learns_and_adapter_reloads(demo_data, tmp_path):
     assert after < before * 0.8, (before, after)
 
     trained = {k: v for k, v in tuned.named_parameters() if "lora_" in k}
-    assert len(trained) == 2 * 7 * 30  # A and B for 7 projections in 30 layers
+    targets = run.config.lora.target_modules
+    assert sorted(targets) == ["down_proj", "gate_proj", "up_proj"]  # the preset's default: the MLP projections
+    assert len(trained) == 2 * len(targets) * 30  # A and B for each targeted projection in 30 layers
+    assert {k.split(".")[-4] for k in trained} == set(targets)
     unchanged = [k for k, v in trained.items() if torch.equal(v, init[k])]
     assert not unchanged, f"{len(unchanged)} LoRA tensors did not change, e.g. {unchanged[:3]}"
 
