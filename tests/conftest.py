@@ -16,10 +16,19 @@ os.environ.setdefault("ORGTUNE_HOME", str(ROOT / ".cache" / "test-home"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get(
+    "PYTEST_XDIST_WORKER"
+):  # `make test` runs two workers: they split the cores (torch, llama.cpp, children)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def pytest_collection_modifyitems(config, items):
+    """GPU tests skip without CUDA; the slow end-to-end tests go first (stable: a file keeps its order), so that
+    parallel workers start the longest work early and fill in with the quick tests."""
     import torch
+
+    items.sort(key=lambda item: "slow" not in item.keywords)
 
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU")

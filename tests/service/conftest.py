@@ -179,7 +179,7 @@ def night_settings(tiny_model_dir) -> dict:
     }
 
 
-def wait_night(service, headers, count: int, timeout: float = 240) -> dict:
+def wait_night(service, headers, count: int, timeout: float = 600) -> dict:
     """The project's nightly status once `count` nights have finished (the schedule idle again)."""
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -96,7 +96,7 @@ def wait_points(page, more_than: int, timeout: float = 90) -> int:
     raise AssertionError(f"the loss curve stayed at {points(page)} points")
 
 
-def wait_status(page, status: str, timeout: float = 120) -> None:
+def wait_status(page, status: str, timeout: float = 300) -> None:
     page.locator(f'#job-summary[data-status="{status}"]').wait_for(timeout=timeout * 1000)
 
 
@@ -150,7 +150,7 @@ def test_dashboard_in_a_browser(browser, svc, dataset, tiny_model_dir):
     stopped = points(page)
     assert page.get_by_role("button", name="Resume").is_enabled()
     page.get_by_role("button", name="Resume").click()
-    wait_status(page, "succeeded", timeout=480)
+    wait_status(page, "succeeded", timeout=900)
     assert points(page) >= stopped and points(page) == MAX_STEPS  # one point per step, the newest record wins
     assert page.get_by_role("table", name="Checkpoints kept (newest first)").is_visible()
     assert (
@@ -185,7 +185,7 @@ def test_dashboard_in_a_browser(browser, svc, dataset, tiny_model_dir):
     # A job built from a document (the tiny model, a short run): its report shows each sample's source span.
     page.goto(f"{svc.url}/#/jobs")
     doc_job = start_job(page, DOC, str(tiny_model_dir), 2, DOC_OPTIONS)
-    wait_status(page, "succeeded", timeout=180)
+    wait_status(page, "succeeded", timeout=400)
     page.get_by_role("link", name="Eval report and exports").click()
     spans = page.get_by_role("table", name="Sample answers, with the source span of each fact")
     spans.wait_for()
