@@ -47,14 +47,14 @@ $(STAMP):
 install: $(STAMP)
 
 test: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check orgtune tests benchmarks scripts
 	$(BIN)/ruff format --check orgtune tests benchmarks scripts
 
 test-fast: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 demo: install
 	rm -rf $(DEMO)

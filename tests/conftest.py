@@ -24,11 +24,16 @@ if os.environ.get(
 
 
 def pytest_collection_modifyitems(config, items):
-    """GPU tests skip without CUDA; the slow end-to-end tests go first (stable: a file keeps its order), so that
-    parallel workers start the longest work early and fill in with the quick tests."""
+    """GPU tests skip without CUDA. The slow end-to-end tests go first, the longest (by their marker's `minutes`)
+    at the head, so that the two workers (`make test`: loadfile, in this order) start the longest files early
+    and fill in with the quick tests; the sort is stable, a file keeps its order."""
     import torch
 
-    items.sort(key=lambda item: "slow" not in item.keywords)
+    def minutes(item) -> float:
+        mark = item.get_closest_marker("slow")
+        return mark.kwargs.get("minutes", 1) if mark else 0
+
+    items.sort(key=lambda item: -minutes(item))
 
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU")

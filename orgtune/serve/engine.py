@@ -149,6 +149,9 @@ class HFEngine(_Worker):
         self.model = self.base  # becomes a PeftModel with the first adapter
         self.adapters: dict[str, Path] = {}
         self.lock = threading.Lock()  # adapter load/unload vs generation
+        # Encoding sets padding on the tokenizer's shared Rust object for the call: a request thread counting
+        # tokens while the generation thread encodes a padded batch would unpad it mid-call (a 500 under load).
+        self.tok_lock = threading.Lock()
         self.tok.padding_side = "left"
         self.stop_ids = stop_ids(self.tok)
         self.context = int(getattr(self.base.config, "max_position_embeddings", 2048) or 2048)
@@ -199,7 +202,13 @@ class HFEngine(_Worker):
         return render(self.tok, messages, add_generation_prompt=True)
 
     def count(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+        with self.tok_lock:
+            return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, prompts: list[str]):
+        """A batch of prompts, left-padded to one length, as tensors."""
+        with self.tok_lock:
+            return self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     # -- generation (worker thread only) ------------------------------------------------------------------
     def run(self, batch: list[Job]) -> list[dict]:
@@ -209,9 +218,7 @@ class HFEngine(_Worker):
 
         j0 = batch[0]
         device = next(self.base.parameters()).device
-        enc = self.tok([j.prompt for j in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
-            device
-        )
+        enc = self.encode([j.prompt for j in batch]).to(device)
         gen = hf_generate_args(
             j0.settings(max(j.max_tokens for j in batch)), stop_ids=self.stop_ids, pad_id=self.tok.pad_token_id
         )

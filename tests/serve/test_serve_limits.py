@@ -161,3 +161,39 @@ def test_32_concurrent_clients_all_get_their_own_answer(server):
     assert got == [alone[q] for q in asked]
     assert len(set(alone.values())) > 1  # different questions, different answers: a mix-up would show
     assert_still_serving(server)
+
+
+def test_counting_tokens_while_a_batch_is_encoded_keeps_the_batch_padded(tiny_model_dir):
+    """Request threads count prompt tokens while the generation thread encodes a padded batch; both go through
+    the tokenizer's shared padding setting, so unguarded, a count unpads the batch mid-call (a 500 under load)."""
+    from orgtune.serve.engine import HFEngine
+
+    engine = HFEngine(str(tiny_model_dir), device="cpu", log=lambda m: None)
+    try:
+        errors: list[str] = []
+        done = threading.Event()
+
+        def count() -> None:
+            while not done.is_set():
+                try:
+                    assert engine.count(QUESTIONS[0] * 10) > 0
+                except Exception as e:
+                    errors.append(repr(e))
+                    return
+                time.sleep(0)  # let the other thread at the lock (a lock held back to back starves it)
+
+        counter = threading.Thread(target=count)
+        counter.start()
+        batches, until = 0, time.monotonic() + 8  # unguarded, the race shows within a second or two
+        try:
+            while time.monotonic() < until:
+                enc = engine.encode([QUESTIONS[1] * 20, "hi"])
+                assert enc["input_ids"].shape[0] == 2 and enc["attention_mask"][1].sum() < enc["input_ids"].shape[1]
+                batches += 1
+        finally:
+            done.set()
+            counter.join()
+        assert not errors, errors[:3]
+        assert batches > 1000, batches  # the two threads took turns
+    finally:
+        engine.stop()

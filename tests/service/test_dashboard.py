@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import ROOT, SAMPLES
 from tests.service.conftest import Service, night_settings, wait_night
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=6)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
