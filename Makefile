@@ -15,7 +15,7 @@ LLAMA_WHEELS := $(HOME)/.cache/orgtune/wheels/llama-cpp-python-$(LLAMA_CPP)-$(sh
 TEST_WORKERS ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test test-fast lint demo readme clean
+.PHONY: install test test-heavy test-fast lint demo readme clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,15 +46,22 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The heavy tests (a quarter hour each on 2 cores: three trained nights, SFT → DPO → eval) run in test-heavy;
+# CI (.ci/run) runs them after `make test` when its 90 minutes leave room.
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PYTEST) -m "not heavy"
+
+test-heavy: install
+	$(PYTEST) -m heavy
 
 lint: install
 	$(BIN)/ruff check orgtune tests benchmarks scripts
 	$(BIN)/ruff format --check orgtune tests benchmarks scripts
 
 test-fast: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(PYTEST) -m "not slow"
 
 demo: install
 	rm -rf $(DEMO)

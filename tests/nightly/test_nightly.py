@@ -15,7 +15,7 @@ from orgtune.nightly.project import Project
 from orgtune.nightly.run import history_table, nightly, rollback
 from tests.conftest import SAMPLES
 
-pytestmark = pytest.mark.slow(minutes=20)
+pytestmark = [pytest.mark.slow(minutes=20), pytest.mark.heavy]
 # Small nights (2 phrasings per fact, 10 general items; general replay off: tests/train/test_general.py and
 # benchmarks/nightly_forgetting.py cover it). The base model answers about 3% of these probes; with 15 old
 # probes, one probe is 7 points, so the margins are wide (the bad night still falls far below them).

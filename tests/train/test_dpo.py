@@ -171,6 +171,7 @@ def test_user_preference_files_are_validated_before_training(tmp_path, demo_data
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow(minutes=13)
 def test_sft_then_dpo_on_the_embedded_model(tmp_path):
     """SFT, pairs from the SFT model's own answers, DPO a few steps: the held-out chosen-minus-rejected
